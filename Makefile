@@ -1,0 +1,50 @@
+# mcpfleet developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install lint typecheck test unit integration crds check-crds bench clean
+
+help: ## List the targets with what they do
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install mcpfleet with its dev tools (re-runs when pyproject.toml changes)
+
+lint: $(STAMP) ## ruff (lint + format check) and the import-linter boundaries
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP) ## mypy --strict over every package, the tests and the benchmarks
+	$(BIN)/mypy contracts/mcpfleet_contracts operator/mcpfleet_operator servers cli/mcpfleet_cli tests benchmarks
+
+test: $(STAMP) ## Unit and integration tests
+	$(BIN)/pytest tests/unit tests/integration
+
+unit: $(STAMP) ## Unit tests only (fast)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP) ## Integration tests only (operator against the Kubernetes emulator)
+	$(BIN)/pytest tests/integration
+
+crds: $(STAMP) ## Regenerate crds/ from the typed models
+	$(BIN)/mcpfleet crd print > crds/mcpfleet.io_mcpservers.yaml
+
+check-crds: $(STAMP) ## Fail when crds/ differs from what the models generate
+	diff -u crds/mcpfleet.io_mcpservers.yaml <($(BIN)/mcpfleet crd print)
+
+bench: $(STAMP) ## Operator scale benchmark (1,000 MCPServers in the emulator); see docs/benchmarks.md
+	$(BIN)/python benchmarks/operator_scale.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

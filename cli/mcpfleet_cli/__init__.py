@@ -1,0 +1,1 @@
+"""The `mcpfleet` command line: one entry point for the operator, servers, gateway and tools."""

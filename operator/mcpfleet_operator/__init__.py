@@ -1,0 +1,1 @@
+"""The mcpfleet operator: turns MCPServer objects into running, least-privileged MCP servers."""

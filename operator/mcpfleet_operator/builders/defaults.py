@@ -1,0 +1,145 @@
+"""What each server type gets when its spec is silent: prefix, path, permissions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mcpfleet_contracts.mcpserver import MCPServerSpec, RBACPreset, RBACScope, ServerType, Transport
+
+
+@dataclass(frozen=True)
+class TypeDefaults:
+    tool_prefix: str | None
+    preset: RBACPreset
+    scope: RBACScope
+
+
+TYPE_DEFAULTS: dict[ServerType, TypeDefaults] = {
+    ServerType.K8S_OPS: TypeDefaults("k8s", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
+    ServerType.MONITORING: TypeDefaults("monitoring", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
+    ServerType.CMDB: TypeDefaults("cmdb", RBACPreset.NONE, RBACScope.NAMESPACE),
+    ServerType.CUSTOM: TypeDefaults(None, RBACPreset.NONE, RBACScope.NAMESPACE),
+}
+
+DEFAULT_PATHS: dict[Transport, str] = {Transport.STREAMABLE_HTTP: "/mcp", Transport.SSE: "/sse"}
+
+# Cluster-scoped resources are dropped from presets bound with a namespaced Role.
+_CLUSTER_SCOPED = frozenset({"nodes", "namespaces", "persistentvolumes"})
+_READ = ["get", "list", "watch"]
+
+_K8S_READ_ONLY: tuple[dict[str, Any], ...] = (
+    {
+        "apiGroups": [""],
+        "resources": [
+            "pods",
+            "pods/log",
+            "services",
+            "endpoints",
+            "configmaps",
+            "events",
+            "namespaces",
+            "nodes",
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "replicationcontrollers",
+            "resourcequotas",
+            "limitranges",
+            "serviceaccounts",
+        ],
+        "verbs": _READ,
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+        "verbs": _READ,
+    },
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _READ},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": _READ},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _READ},
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": ["get", "list"]},
+)
+
+# Scale, restart (a template annotation patch), rollback, delete a pod, run a Job from a CronJob.
+# Exec and Secrets are never in a preset: they need explicit spec.rbac.rules.
+_K8S_OPERATOR_EXTRA: tuple[dict[str, Any], ...] = (
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "statefulsets", "daemonsets"],
+        "verbs": ["patch", "update"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments/scale", "statefulsets/scale", "replicasets/scale"],
+        "verbs": ["get", "patch", "update"],
+    },
+    {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete"]},
+)
+
+# health_check() combines a Service's ready endpoints with its Prometheus targets and alerts.
+_MONITORING_READ_ONLY: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"], "verbs": _READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ},
+)
+
+PRESET_RULES: dict[tuple[ServerType, RBACPreset], tuple[dict[str, Any], ...]] = {
+    (ServerType.K8S_OPS, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
+    (ServerType.K8S_OPS, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
+    (ServerType.MONITORING, RBACPreset.READ_ONLY): _MONITORING_READ_ONLY,
+    (ServerType.MONITORING, RBACPreset.OPERATOR): _MONITORING_READ_ONLY,
+    # Custom and cmdb servers get the generic Kubernetes presets when asked for them.
+    (ServerType.CMDB, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
+    (ServerType.CMDB, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
+    (ServerType.CUSTOM, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
+    (ServerType.CUSTOM, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
+}
+
+
+def effective_tool_prefix(spec: MCPServerSpec, name: str) -> str:
+    """spec.toolPrefix, the type's prefix, or (custom) one derived from the object's name."""
+    if spec.tool_prefix:
+        return spec.tool_prefix
+    default = TYPE_DEFAULTS[spec.type].tool_prefix
+    if default:
+        return default
+    cleaned = re.sub(r"[^a-z0-9-]", "-", name.lower())
+    if not cleaned[:1].isalpha():
+        cleaned = f"s-{cleaned}"
+    return cleaned[:32].rstrip("-") or "custom"
+
+
+def effective_path(spec: MCPServerSpec) -> str | None:
+    if spec.transport == Transport.STDIO:
+        return None
+    return spec.path or DEFAULT_PATHS[spec.transport]
+
+
+def effective_rbac(spec: MCPServerSpec) -> tuple[RBACScope, list[dict[str, Any]]]:
+    """The scope and the rules of the server's Role (or ClusterRole); no rules means no Role at all."""
+    rbac = spec.rbac
+    defaults = TYPE_DEFAULTS[spec.type]
+    scope = (rbac.scope if rbac else None) or defaults.scope
+    if rbac is not None and rbac.rules is not None:
+        rules = [rule.to_wire() for rule in rbac.rules]
+        for rule in rules:
+            rule.setdefault("apiGroups", [])
+    else:
+        preset = (rbac.preset if rbac else None) or defaults.preset
+        rules = [dict(rule) for rule in PRESET_RULES.get((spec.type, preset), ())]
+    if scope == RBACScope.NAMESPACE:
+        rules = _without_cluster_scoped(rules)
+    return scope, rules
+
+
+def _without_cluster_scoped(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kept = []
+    for rule in rules:
+        resources = [r for r in rule["resources"] if r not in _CLUSTER_SCOPED]
+        if resources:
+            kept.append({**rule, "resources": resources})
+    return kept

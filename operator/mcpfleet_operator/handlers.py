@@ -1,0 +1,302 @@
+"""kopf handlers: thin glue between events and the pure builders.
+
+``build_registry`` registers every handler on a fresh registry, closed over
+one :class:`OperatorState`; nothing is registered at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+from pydantic import ValidationError
+
+from mcpfleet_contracts.errors import describe_validation_error
+from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, parse_spec, parse_status
+from mcpfleet_operator.builders.children import build_children
+from mcpfleet_operator.builders.model import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_UID,
+    MANAGED_BY,
+    BuildDefaults,
+    Owner,
+    ResourceKind,
+    owner_of,
+)
+from mcpfleet_operator.builders.status import Observation, compute_status, failed_status
+from mcpfleet_operator.kube import KubeClient, KubeError, load_api_client
+from mcpfleet_operator.metrics import OperatorMetrics
+from mcpfleet_operator.reconcile import NameConflict, StatusWriter, apply_children, ensure_child, now_rfc3339
+from mcpfleet_operator.settings import OperatorSettings
+
+log = logging.getLogger("mcpfleet.operator")
+
+ANNOTATION_PREFIX = "mcpfleet.io"
+FINALIZER = "mcpfleet.io/finalizer"
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+@dataclass
+class OperatorState:
+    """Everything the handlers share; clients are filled in by the startup handler."""
+
+    settings: OperatorSettings
+    defaults: BuildDefaults
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    client: KubeClient | None = None
+    status: StatusWriter | None = None
+    managed: set[tuple[str, str]] = field(default_factory=set)
+    stop_metrics: Any = None
+
+    def kube(self) -> tuple[KubeClient, StatusWriter]:
+        if self.client is None or self.status is None:
+            raise kopf.TemporaryError("the Kubernetes client is not started yet", delay=1)
+        return self.client, self.status
+
+    def watches(self, namespace: str) -> bool:
+        return self.settings.clusterwide or namespace in self.settings.namespaces
+
+
+def owner_from(meta: Mapping[str, Any], namespace: str | None, name: str | None) -> Owner:
+    return Owner(
+        name=str(name),
+        namespace=str(namespace),
+        uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 1),
+    )
+
+
+def _backoff(retry: int) -> float:
+    return float(min(2**retry, 60) * random.uniform(0.8, 1.2))
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """kopf's own knobs: where it keeps its state, how many workers, what it posts as Events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.queueing.worker_limit = ours.worker_limit
+    # Only warnings and errors become Kubernetes Events: success chatter would cost one write per handler.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    if ours.peering:
+        settings.peering.name = ours.peering
+        settings.peering.standalone = False
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+
+
+def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0915 - one closure per handler
+    registry = kopf.OperatorRegistry()
+    mcpservers = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, state.settings)
+        api = await load_api_client(state.settings.kubeconfig, state.settings.context)
+        state.client = KubeClient(api, state.settings.field_manager)
+        state.status = StatusWriter(state.client)
+        if state.settings.metrics_port:
+            server, _thread = start_http_server(
+                state.settings.metrics_port, state.settings.metrics_host, registry=state.metrics.registry
+            )
+            state.stop_metrics = server.shutdown
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod, the ServiceAccount token file is re-read on every login (tokens rotate).
+        in_cluster = kopf.login_with_service_account(**kwargs)
+        if in_cluster is not None:
+            return in_cluster
+        client, _ = state.kube()
+        return kopf.ConnectionInfo(**client.connection())
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if state.client is not None:
+            await state.client.close()
+        if state.stop_metrics is not None:
+            state.stop_metrics()
+
+    @kopf.index(*mcpservers, registry=registry)
+    def mcpserver_index(
+        namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[tuple[str | None, str], dict[str, Any]]:
+        return {
+            (namespace, name): {
+                "owner": owner_from(meta, namespace, name),
+                "spec": dict(spec),
+                "status": dict(status),
+                "deleting": bool(meta.get("deletionTimestamp")),
+            }
+        }
+
+    @kopf.on.resume(*mcpservers, id="reconcile", registry=registry)
+    @kopf.on.create(*mcpservers, id="reconcile", registry=registry)
+    @kopf.on.update(*mcpservers, id="reconcile", registry=registry)
+    async def reconcile(
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        namespace: str | None,
+        name: str,
+        reason: str,
+        retry: int,
+        **_: Any,
+    ) -> None:
+        client, writer = state.kube()
+        owner = owner_from(meta, namespace, name)
+        state.managed.add((owner.namespace, name))
+        state.metrics.managed_objects.set(len(state.managed))
+        started = time.perf_counter()
+        result = "error"
+        try:
+            server_spec = _parse_or_fail(spec)
+        except kopf.PermanentError as exc:
+            async with writer.lock(owner):
+                previous = parse_status(writer.current(owner, status))
+                await writer.write(
+                    owner, failed_status(owner, previous, "InvalidSpec", str(exc), now_rfc3339()), status
+                )
+            state.metrics.errors.labels("permanent").inc()
+            state.metrics.reconciles.labels(reason, "invalid").inc()
+            raise
+        try:
+            children = build_children(owner, server_spec, state.defaults)
+            outcomes = await apply_children(client, owner, children, state.metrics)
+            for kind, outcome in outcomes.items():
+                if outcome.action:
+                    log.info("%s/%s: %s %s %s", namespace, name, outcome.action, kind.kind, outcome.drift or "")
+            observation = Observation(deployment=outcomes[DEPLOYMENT].live)
+            await writer.refresh(owner, server_spec, observation, status)
+            result = "ok"
+        except NameConflict as exc:
+            await writer.refresh(owner, server_spec, Observation(deploy_error=str(exc)), status)
+            state.metrics.errors.labels("temporary").inc()
+            raise kopf.TemporaryError(str(exc), delay=60) from exc
+        except KubeError as exc:
+            await _report_api_error(writer, owner, server_spec, status, exc)
+            state.metrics.errors.labels("temporary" if exc.retryable or exc.status == 403 else "permanent").inc()
+            if exc.retryable:
+                raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
+            if exc.status == 403:
+                raise kopf.TemporaryError(f"the operator lacks a permission: {exc}", delay=60) from exc
+            raise kopf.PermanentError(f"the API server rejected a child object: {exc}") from exc
+        finally:
+            state.metrics.reconciles.labels(reason, result).inc()
+            state.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    @kopf.on.delete(*mcpservers, id="finalize", registry=registry)
+    async def finalize(meta: kopf.Meta, namespace: str | None, name: str, **_: Any) -> None:
+        """Namespaced children go with the owner (ownerReferences); cluster-scoped ones are removed here."""
+        client, writer = state.kube()
+        owner = owner_from(meta, namespace, name)
+        for kind in CHILD_KINDS:
+            if not kind.namespaced:
+                outcome = await _ensure_or_retry(client, kind, owner, None)
+                if outcome:
+                    state.metrics.api_writes.labels(kind.kind, "delete").inc()
+        writer.forget(owner)
+        state.managed.discard((owner.namespace, name))
+        state.metrics.managed_objects.set(len(state.managed))
+
+    for child_kind in CHILD_KINDS:
+        _register_child_watch(registry, state, child_kind)
+
+    return registry
+
+
+def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState, kind: ResourceKind) -> None:
+    """Restore a child deleted or edited by hand; follow the Deployment's readiness into the status."""
+
+    @kopf.on.event(kind.group, kind.version, kind.plural, labels=MANAGED, id=f"watch-{kind.plural}", registry=registry)
+    async def child_event(type: str, body: kopf.Body, **kwargs: Any) -> None:
+        if state.client is None or state.status is None:
+            return
+        key = owner_of(dict(body))
+        if key is None or not state.watches(key[0]):
+            return
+        index: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["mcpserver_index"]
+        entry = next(iter(index.get(key, ())), None)
+        deleted = type == "DELETED"
+        if entry is None:
+            await _collect_orphan(state, kind, body, deleted)
+            return
+        if entry["deleting"]:
+            return
+        owner: Owner = entry["owner"]
+        try:
+            spec = parse_spec(entry["spec"])
+        except ValidationError:
+            return  # the MCPServer handler reports an invalid spec
+        desired = build_children(owner, spec, state.defaults)[kind]
+        live = None if deleted else dict(body)
+        try:
+            outcome = await ensure_child(state.client, kind, owner, desired, live)
+        except (NameConflict, KubeError) as exc:
+            log.warning("%s/%s: cannot restore %s: %s", owner.namespace, owner.name, kind.kind, exc)
+            return
+        if outcome.action is not None:
+            state.metrics.api_writes.labels(kind.kind, outcome.action).inc()
+            log.info(
+                "%s/%s: restored %s (%s) %s",
+                owner.namespace,
+                owner.name,
+                kind.kind,
+                outcome.action,
+                outcome.drift,
+            )
+        if kind == DEPLOYMENT:
+            await state.status.refresh(owner, spec, Observation(deployment=outcome.live), entry["status"])
+
+
+async def _collect_orphan(state: OperatorState, kind: ResourceKind, body: Mapping[str, Any], deleted: bool) -> None:
+    """A cluster-scoped child whose MCPServer is gone (deleted while the operator was down)."""
+    if deleted or kind.namespaced or state.client is None:
+        return
+    meta = body.get("metadata") or {}
+    if not (meta.get("labels") or {}).get(LABEL_OWNER_UID):
+        return
+    log.info("deleting orphaned %s %s", kind.kind, meta.get("name"))
+    await state.client.delete(kind, None, str(meta.get("name")))
+    state.metrics.api_writes.labels(kind.kind, "delete").inc()
+
+
+async def _ensure_or_retry(client: KubeClient, kind: ResourceKind, owner: Owner, desired: None) -> bool:
+    try:
+        outcome = await ensure_child(client, kind, owner, desired, await client.get(kind, None, kind.name_for(owner)))
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"cannot delete {kind.kind}: {exc}", delay=10) from exc
+    return outcome.action is not None
+
+
+def _parse_or_fail(spec: Mapping[str, Any]) -> MCPServerSpec:
+    try:
+        return parse_spec(dict(spec))
+    except ValidationError as exc:
+        raise kopf.PermanentError(describe_validation_error(exc, root="spec")) from exc
+
+
+async def _report_api_error(
+    writer: StatusWriter, owner: Owner, spec: MCPServerSpec, stored: Mapping[str, Any], exc: KubeError
+) -> None:
+    try:
+        await writer.refresh(owner, spec, Observation(deploy_error=str(exc)), stored)
+    except KubeError:
+        log.warning("%s/%s: could not record the error in status either", owner.namespace, owner.name)
+
+
+__all__ = ["OperatorState", "build_registry", "compute_status", "configure_kopf"]

@@ -1,0 +1,60 @@
+"""The operator's one settings object, read from MCPFLEET_OPERATOR_* variables at start."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mcpfleet_operator.builders.model import BuildDefaults
+
+
+class OperatorSettings(BaseSettings):
+    """Validated once at start; a bad value stops the operator with the variable's name."""
+
+    model_config = SettingsConfigDict(env_prefix="MCPFLEET_OPERATOR_", extra="ignore", frozen=True)
+
+    namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated namespaces to watch; empty watches the whole cluster.",
+    )
+    server_image: str = Field(
+        default="ghcr.io/mcpfleet/mcpfleet:0.1.0",
+        min_length=1,
+        description="Image of the built-in servers (k8s-ops, monitoring, cmdb) unless spec.image overrides it.",
+    )
+    default_cpu_request: str = "50m"
+    default_memory_request: str = "64Mi"
+    default_cpu_limit: str = "500m"
+    default_memory_limit: str = "256Mi"
+    worker_limit: int = Field(default=20, ge=1, le=1000, description="Objects reconciled concurrently.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 turns it off.")
+    metrics_host: str = "0.0.0.0"
+    liveness_port: int = Field(default=8080, ge=0, le=65535, description="Port of kopf's /healthz; 0 turns it off.")
+    field_manager: str = Field(default="mcpfleet-operator", min_length=1, max_length=128)
+    peering: str | None = Field(
+        default=None,
+        description="Name of a kopf peering object to run several replicas (one active); unset runs standalone.",
+    )
+    kubeconfig: str | None = Field(default=None, description="kubeconfig file when running outside a cluster.")
+    context: str | None = Field(default=None, description="kubeconfig context when running outside a cluster.")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    def build_defaults(self) -> BuildDefaults:
+        return BuildDefaults(
+            server_image=self.server_image,
+            requests={"cpu": self.default_cpu_request, "memory": self.default_memory_request},
+            limits={"cpu": self.default_cpu_limit, "memory": self.default_memory_limit},
+        )

@@ -1,0 +1,1 @@
+"""The mcpfleet gateway: one governed MCP endpoint in front of every cataloged server."""

@@ -1,0 +1,95 @@
+"""kmock's Kubernetes emulator with the bookkeeping an operator relies on.
+
+kmock stores objects as merged JSON and leaves metadata alone; its docs invite
+subclassing for anything more. An operator needs a little more: uid (owner
+references), resourceVersion (to prove that nothing was written), generation
+(observedGeneration), creationTimestamp, and server-side apply creating an
+object that does not exist yet. Everything else is kmock's.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import itertools
+import uuid
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import dicts, enums, rendering
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+CRD_RESOURCE = "mcpfleet.io/v1alpha1/mcpservers"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@attrs.define(kw_only=True)
+class ApiServerEmulator(kmock.KubernetesEmulator):
+    _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    def _stamp_new(self, data: dict[str, Any], namespace: str | None) -> None:
+        meta = data.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", _now())
+        meta["generation"] = 1
+        meta["resourceVersion"] = str(next(self._versions))
+        if namespace is not None:
+            meta.setdefault("namespace", namespace)
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        data = request.data
+        if request.resource is not None and isinstance(data, dict):
+            if request.action == enums.action.CREATE:
+                self._stamp_new(data, request.namespace)
+            elif request.action == enums.action.UPDATE and request.name is not None:
+                self._stamp_update(request, data)
+        return await super()._handle(request)
+
+    def _stamp_update(self, request: rendering.Request, data: dict[str, Any]) -> None:
+        assert request.resource is not None
+        key = (request.resource, request.namespace, str(request.name))
+        existing = self.objects[key] if key in self.objects else None  # noqa: SIM401 - no .get() there
+        if existing is None or existing.deleted:
+            if request.headers.get("Content-Type", "").startswith(APPLY_PATCH):
+                # Server-side apply creates what does not exist; store it, then patch it as usual.
+                created = copy.deepcopy(data)
+                self._stamp_new(created, request.namespace)
+                self.objects[key] = created
+                data.setdefault("metadata", {})["uid"] = created["metadata"]["uid"]
+            return
+        old = existing.raw
+        meta = data.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(self._versions))
+        is_status = request.url.path.endswith("/status")
+        if is_status:
+            for key_name in list(data):
+                if key_name not in ("status", "metadata"):
+                    data.pop(key_name)
+            return
+        merged = dicts.patch_dict(copy.deepcopy(old), data)
+        generation = int(old.get("metadata", {}).get("generation") or 1)
+        spec_changed = any(merged.get(k) != old.get(k) for k in merged if k not in ("metadata", "status"))
+        meta["generation"] = generation + 1 if spec_changed else generation
+
+    def writes(self, methods: tuple[str, ...] = ("POST", "PATCH", "PUT", "DELETE")) -> list[rendering.Request]:
+        """Every write request received so far."""
+        return [req for req in self._requests if str(req.method.value) in methods]
+
+
+def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
+    """The built-in kinds plus MCPServer, as kopf discovers them."""
+    emulator.resources.load_bundled()
+    info = emulator.resources[CRD_RESOURCE]
+    info.kind = "MCPServer"
+    info.singular = "mcpserver"
+    info.namespaced = True
+    info.shortnames = {"mcps"}
+    info.categories = {"mcpfleet"}
+    info.subresources = {"status"}
+    info.verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
