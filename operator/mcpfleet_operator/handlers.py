@@ -103,7 +103,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
     registry = kopf.OperatorRegistry()
     mcpservers = (GROUP, VERSION, PLURAL)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="startup", registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, state.settings)
         api = await load_api_client(state.settings.kubeconfig, state.settings.context)
@@ -115,7 +115,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
             )
             state.stop_metrics = server.shutdown
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod, the ServiceAccount token file is re-read on every login (tokens rotate).
         in_cluster = kopf.login_with_service_account(**kwargs)
@@ -124,14 +124,14 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         client, _ = state.kube()
         return kopf.ConnectionInfo(**client.connection())
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
         if state.client is not None:
             await state.client.close()
         if state.stop_metrics is not None:
             state.stop_metrics()
 
-    @kopf.index(*mcpservers, registry=registry)
+    @kopf.index(*mcpservers, id="mcpserver_index", registry=registry)
     def mcpserver_index(
         namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
     ) -> dict[tuple[str | None, str], dict[str, Any]]:
@@ -223,14 +223,20 @@ def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState,
     """Restore a child deleted or edited by hand; follow the Deployment's readiness into the status."""
 
     @kopf.on.event(kind.group, kind.version, kind.plural, labels=MANAGED, id=f"watch-{kind.plural}", registry=registry)
-    async def child_event(type: str, body: kopf.Body, **kwargs: Any) -> None:
+    async def child_event(
+        type: str,
+        body: kopf.Body,
+        mcpserver_index: kopf.Index[tuple[str, str], dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> None:
         if state.client is None or state.status is None:
             return
         key = owner_of(dict(body))
         if key is None or not state.watches(key[0]):
             return
-        index: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["mcpserver_index"]
-        entry = next(iter(index.get(key, ())), None)
+        # kopf passes an index only to handlers that name it as a parameter.
+        assert mcpserver_index is not None
+        entry = next(iter(mcpserver_index.get(key, ())), None)
         deleted = type == "DELETED"
         if entry is None:
             await _collect_orphan(state, kind, body, deleted)

@@ -177,6 +177,12 @@ class KubeClient:
             return False
         return True
 
+    async def patch(
+        self, kind: ResourceKind, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the object itself."""
+        return await self._call("PATCH", object_path(kind, namespace, name), body=patch, content_type=MERGE)
+
     async def patch_status(
         self, kind: ResourceKind, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:

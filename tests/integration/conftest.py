@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -56,8 +57,9 @@ async def api(kubeconfig: Path) -> AsyncIterator[KubeClient]:
     await client.close()
 
 
-@pytest.fixture
-async def operator(kubeconfig: Path) -> AsyncIterator[OperatorState]:
+@contextlib.asynccontextmanager
+async def running_operator(kubeconfig: Path) -> AsyncIterator[OperatorState]:
+    """One operator instance (kopf.testing.KopfRunner in a thread) for the duration of the block."""
     settings = OperatorSettings(metrics_port=0, liveness_port=0, kubeconfig=str(kubeconfig))
     state = OperatorState(settings=settings, defaults=settings.build_defaults())
     runner = KopfRunner(["run", "--standalone", "--all-namespaces"], registry=build_registry(state), timeout=30)
@@ -67,6 +69,12 @@ async def operator(kubeconfig: Path) -> AsyncIterator[OperatorState]:
     finally:
         # The runner joins its thread on exit; do it off the loop that serves the emulator.
         await asyncio.to_thread(runner.__exit__, None, None, None)
+
+
+@pytest.fixture
+async def operator(kubeconfig: Path) -> AsyncIterator[OperatorState]:
+    async with running_operator(kubeconfig) as state:
+        yield state
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.05) -> Any:

@@ -257,13 +257,15 @@ def build_deployment(
         container["stdin"] = True
     container["volumeMounts"] = mounts
 
-    pod_security: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    # fsGroup on every pod: secret volumes are mode 0440, readable only through the group the
+    # kubelet gives them, and a custom image's own non-root user is not root's group.
+    pod_security: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "fsGroup": defaults.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     if builtin:
-        pod_security |= {
-            "runAsUser": defaults.run_as_user,
-            "runAsGroup": defaults.run_as_user,
-            "fsGroup": defaults.run_as_user,
-        }
+        pod_security |= {"runAsUser": defaults.run_as_user, "runAsGroup": defaults.run_as_user}
     annotations = {ANNOTATION_CONFIG_HASH: _config_hash(config_map)}
     if builtin:
         annotations |= {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.port)}
@@ -334,7 +336,8 @@ def build_network_policy(owner: Owner, spec: MCPServerSpec) -> Manifest | None:
             ],
         },
     }
-    peers = [platform_peer, *(peer.to_wire() for peer in policy.allow_from or ())]
+    # A peer with neither selector means "pods of this namespace"; the API server rejects an empty peer.
+    peers = [platform_peer, *(peer.to_wire() or {"podSelector": {}} for peer in policy.allow_from or ())]
     return {
         "apiVersion": NETWORK_POLICY.api_version,
         "kind": NETWORK_POLICY.kind,

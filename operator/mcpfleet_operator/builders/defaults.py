@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -130,7 +131,9 @@ def effective_rbac(spec: MCPServerSpec) -> tuple[RBACScope, list[dict[str, Any]]
             rule.setdefault("apiGroups", [])
     else:
         preset = (rbac.preset if rbac else None) or defaults.preset
-        rules = [dict(rule) for rule in PRESET_RULES.get((spec.type, preset), ())]
+        # Deep copies: the presets share their verb lists, and a caller editing one built Role must
+        # not change the permissions of every server built after it.
+        rules = [copy.deepcopy(rule) for rule in PRESET_RULES.get((spec.type, preset), ())]
     if scope == RBACScope.NAMESPACE:
         rules = _without_cluster_scoped(rules)
     return scope, rules
