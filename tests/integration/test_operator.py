@@ -88,7 +88,7 @@ async def wait_status(api: KubeClient, name: str, **expected: Any) -> dict[str, 
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = [c for c in obj["status"]["conditions"] if c["type"] == type_]
+    found: list[dict[str, Any]] = [c for c in obj["status"]["conditions"] if c["type"] == type_]
     assert len(found) == 1, obj["status"]["conditions"]
     return found[0]
 
@@ -192,7 +192,8 @@ async def test_spec_changes_roll_out_to_the_right_children(
     await wait_status(api, "ops", phase="Deploying")
     config_before = await get_child(api, CONFIG_MAP, "ops")
     deployment_before = await get_child(api, DEPLOYMENT, "ops")
-    assert config_before is not None and deployment_before is not None
+    assert config_before is not None
+    assert deployment_before is not None
     service_version = (await get_child(api, SERVICE, "ops") or {})["metadata"]["resourceVersion"]
 
     await api.patch(
@@ -211,7 +212,8 @@ async def test_spec_changes_roll_out_to_the_right_children(
         before_hash = deployment_before["spec"]["template"]["metadata"]["annotations"]["mcpfleet.io/config-hash"]
         assert spec["template"]["metadata"]["annotations"]["mcpfleet.io/config-hash"] != before_hash
         config = await get_child(api, CONFIG_MAP, "ops")
-        assert config is not None and '"readOnly": true' in config["data"]["config.json"]
+        assert config is not None
+        assert '"readOnly": true' in config["data"]["config.json"]
         return True
 
     await eventually(rolled_out)
@@ -285,9 +287,12 @@ async def test_a_hand_edited_child_is_put_back(
         deployment = await get_child(api, DEPLOYMENT, "edited")
         service = await get_child(api, SERVICE, "edited")
         config = await get_child(api, CONFIG_MAP, "edited")
-        assert deployment is not None and deployment["spec"]["replicas"] == 1
-        assert service is not None and service["spec"]["type"] == "ClusterIP"
-        assert config is not None and '"type": "cmdb"' in config["data"]["config.json"]
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 1
+        assert service is not None
+        assert service["spec"]["type"] == "ClusterIP"
+        assert config is not None
+        assert '"type": "cmdb"' in config["data"]["config.json"]
         return True
 
     await eventually(put_back)
@@ -390,7 +395,8 @@ async def test_a_foreign_object_with_the_same_name_is_not_taken_over(
     assert deployed["status"] == "False"
     assert "ConfigMap 'clash-config' already exists and does not belong to this MCPServer" in deployed["message"]
     config = await get_child(api, CONFIG_MAP, "clash")
-    assert config is not None and config["data"] == {"owner": "someone else"}
+    assert config is not None
+    assert config["data"] == {"owner": "someone else"}
 
 
 async def test_a_restarted_operator_writes_nothing(
