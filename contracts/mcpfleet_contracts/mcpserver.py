@@ -210,7 +210,8 @@ class CMDBConfig(CRDModel):
 class ServerConfig(CRDModel):
     """Type-specific settings. Set only the block that matches spec.type."""
 
-    k8s_ops: K8sOpsConfig | None = Field(default=None, description="Settings for type k8s-ops.")
+    # Explicit alias: to_camel("k8s_ops") gives "k8SOps", which neither users nor the CEL rules spell.
+    k8s_ops: K8sOpsConfig | None = Field(default=None, alias="k8sOps", description="Settings for type k8s-ops.")
     monitoring: MonitoringConfig | None = Field(default=None, description="Settings for type monitoring.")
     cmdb: CMDBConfig | None = Field(default=None, description="Settings for type cmdb.")
     custom: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
