@@ -19,6 +19,7 @@ from mcpfleet_contracts.mcpserver import (
     CATEGORIES,
     GROUP,
     KIND,
+    NAME_RULE,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -116,6 +117,7 @@ def openapi_schema() -> dict[str, Any]:
             "publishes its tools through the mcpfleet gateway."
         ),
         "required": ["spec"],
+        "x-kubernetes-validations": [NAME_RULE.as_validation()],
         "properties": {
             "apiVersion": {"type": "string", "description": "mcpfleet.io/v1alpha1"},
             "kind": {"type": "string", "description": "MCPServer"},

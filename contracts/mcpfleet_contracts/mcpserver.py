@@ -436,6 +436,52 @@ def _config_block_rule(block: str, attr: str, server_type: ServerType) -> CrossF
     )
 
 
+# Set by the operator from the spec; a user value would silently disagree with spec.port/transport/path.
+RESERVED_ENV = (
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "MCPFLEET_SERVER_NAME",
+    "MCP_TRANSPORT",
+    "MCP_HOST",
+    "MCP_PORT",
+    "MCP_PATH",
+)
+# The operator's own mounts in every server pod.
+RESERVED_MOUNTS = ("/tmp", "/etc/mcpfleet")
+
+
+def _no_reserved_mount(path: str | None) -> bool:
+    return path is None or not any(path == root or path.startswith(root + "/") for root in RESERVED_MOUNTS)
+
+
+def _unique_names(items: list[Any] | None) -> list[Any] | None:
+    seen: set[str] = set()
+    for item in items or ():
+        if item.name in seen:
+            raise ValueError(f"name {item.name!r} appears twice: each name may appear once")
+        seen.add(item.name)
+    return items
+
+
+# The object's name becomes a Service name and a label value: a DNS-1035 label of at most 63 characters.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+_NAME_RE = re.compile(NAME_PATTERN)
+NAME_RULE = CrossFieldRule(
+    cel=f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME_PATTERN}')",
+    message=(
+        "metadata.name must start with a lowercase letter, contain only lowercase letters, digits and '-', "
+        "and be at most 63 characters: it names the server's Service"
+    ),
+    holds=lambda name: bool(_NAME_RE.match(name)),
+    reason="FieldValueInvalid",
+)
+
+
+def check_name(name: str) -> str | None:
+    """The NAME_RULE message when an MCPServer's name cannot be used, else None."""
+    return None if NAME_RULE.holds(name) else NAME_RULE.message
+
+
 _ENDPOINT_ONLY_FORBIDS = ("env", "env_from", "secret_refs", "rbac", "network_policy", "image_pull_policy")
 
 
@@ -451,6 +497,28 @@ class MCPServerSpec(CRDModel):
             ),
             holds=lambda s: s.type != ServerType.CUSTOM or s.image is not None or s.endpoint is not None,
             reason="FieldValueRequired",
+        ),
+        CrossFieldRule(
+            cel="!has(self.env) || self.env.all(e, !(e.name in " + str(list(RESERVED_ENV)) + "))",
+            message=(
+                "spec.env must not set " + ", ".join(RESERVED_ENV) + ": mcpfleet sets them from the spec "
+                "(use spec.port, spec.transport and spec.path)"
+            ),
+            holds=lambda s: all(var.name not in RESERVED_ENV for var in s.env or ()),
+            field_path=".env",
+            reason="FieldValueForbidden",
+        ),
+        CrossFieldRule(
+            cel=(
+                "!has(self.secretRefs) || self.secretRefs.all(s, !has(s.mountPath) || !("
+                + " || ".join(f"s.mountPath == '{r}' || s.mountPath.startsWith('{r}/')" for r in RESERVED_MOUNTS)
+                + "))"
+            ),
+            message="spec.secretRefs[].mountPath must not be /tmp or /etc/mcpfleet or below: mcpfleet mounts its own "
+            "volumes there",
+            holds=lambda s: all(_no_reserved_mount(ref.mount_path) for ref in s.secret_refs or ()),
+            field_path=".secretRefs",
+            reason="FieldValueForbidden",
         ),
         CrossFieldRule(
             cel="!(has(self.image) && has(self.endpoint))",
@@ -572,18 +640,22 @@ class MCPServerSpec(CRDModel):
         pattern=URL_PATH,
     )
     config: ServerConfig | None = Field(default=None, description="Type-specific settings.")
-    env: list[EnvVar] | None = Field(
-        default=None, max_length=64, description="Extra environment variables of the server container."
+    env: Annotated[list[EnvVar] | None, AfterValidator(_unique_names)] = Field(
+        default=None,
+        max_length=64,
+        description="Extra environment variables of the server container.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     env_from: list[EnvFromSource] | None = Field(
         default=None,
         max_length=16,
         description="ConfigMaps or Secrets whose keys become environment variables.",
     )
-    secret_refs: list[SecretMount] | None = Field(
+    secret_refs: Annotated[list[SecretMount] | None, AfterValidator(_unique_names)] = Field(
         default=None,
         max_length=16,
         description="Secrets mounted read-only as files (preferred over env for secrets).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     resources: ResourceRequirements | None = Field(
         default=None,

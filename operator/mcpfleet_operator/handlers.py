@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from mcpfleet_contracts.errors import describe_validation_error
-from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, parse_spec, parse_status
+from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, check_name, parse_spec, parse_status
 from mcpfleet_operator.builders.children import build_children
 from mcpfleet_operator.builders.model import (
     CHILD_KINDS,
@@ -164,7 +164,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         started = time.perf_counter()
         result = "error"
         try:
-            server_spec = _parse_or_fail(spec)
+            server_spec = _parse_or_fail(spec, name)
         except kopf.PermanentError as exc:
             async with writer.lock(owner):
                 previous = parse_status(writer.current(owner, status))
@@ -289,7 +289,10 @@ async def _ensure_or_retry(client: KubeClient, kind: ResourceKind, owner: Owner,
     return outcome.action is not None
 
 
-def _parse_or_fail(spec: Mapping[str, Any]) -> MCPServerSpec:
+def _parse_or_fail(spec: Mapping[str, Any], name: str) -> MCPServerSpec:
+    bad_name = check_name(name)
+    if bad_name is not None:
+        raise kopf.PermanentError(bad_name)
     try:
         return parse_spec(dict(spec))
     except ValidationError as exc:

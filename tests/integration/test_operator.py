@@ -369,10 +369,14 @@ async def test_an_unusable_spec_fails_with_a_message(
     obj = await wait_status(api, "typo", phase="Failed")
     assert "spec.replica: unknown field" in condition(obj, "Deployed")["message"]
 
+    await create_mcpserver(api, "9lives", SPECS["cmdb"])
+    obj = await wait_status(api, "9lives", phase="Failed")
+    assert "it names the server's Service" in condition(obj, "Ready")["message"]
+
     for kind in ALL_KINDS:
-        assert await get_child(api, kind, "broken") is None
-        assert await get_child(api, kind, "typo") is None
-    assert operator.metrics.errors.labels("permanent")._value.get() >= 2
+        for name in ("broken", "typo", "9lives"):
+            assert await get_child(api, kind, name) is None
+    assert operator.metrics.errors.labels("permanent")._value.get() >= 3
 
     # Fixing the spec recovers the object.
     await api.patch(MCPSERVER, NAMESPACE, "typo", {"spec": {"replica": None, "replicas": 2}})

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mcpfleet_contracts.crd import build_crd, render_crd_yaml
-from mcpfleet_contracts.mcpserver import CMDBConfig, MCPServerSpec, RBACSpec
+from mcpfleet_contracts.mcpserver import NAME_RULE, CMDBConfig, MCPServerSpec, RBACSpec
 from tests.unit.helpers import CRD_PATH
 
 Schema = dict[str, Any]
@@ -186,6 +186,7 @@ def test_validations_are_exactly_the_model_rules() -> None:
         path: node["x-kubernetes-validations"] for path, node in _all_nodes() if "x-kubernetes-validations" in node
     }
     expected = {
+        "": [NAME_RULE.as_validation()],
         "spec": [rule.as_validation() for rule in MCPServerSpec.cel_rules],
         "spec.rbac": [rule.as_validation() for rule in RBACSpec.cel_rules],
         "spec.config.cmdb": [rule.as_validation() for rule in CMDBConfig.cel_rules],
@@ -195,6 +196,21 @@ def test_validations_are_exactly_the_model_rules() -> None:
 
 _HAS = re.compile(r"has\((self(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\)")
 _REF = re.compile(r"self((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def _field_refs(rule: str) -> list[str]:
+    """Field paths a rule reads below self: ``self.env.all(...)`` reads ``.env`` (``all`` is a method).
+
+    ``self.metadata.name`` is left out: the API server always gives CEL the object's name.
+    """
+    refs = []
+    for match in _REF.finditer(rule):
+        ref = match.group(1)
+        if rule[match.end() : match.end() + 1] == "(":
+            ref = ref.rsplit(".", 1)[0]
+        if ref and not ref.startswith(".metadata"):
+            refs.append(ref)
+    return refs
 
 
 def _resolve(node: Schema, dotted: str) -> Schema | None:
@@ -219,7 +235,7 @@ def _rule_cases() -> list[Any]:
 def test_cel_rule_references_declared_fields(path: str, entry: dict[str, str]) -> None:
     """A rule naming an undeclared field does not compile, and the API server refuses the whole CRD."""
     node = _node(path)
-    for ref in _REF.findall(entry["rule"]):
+    for ref in _field_refs(entry["rule"]):
         assert _resolve(node, ref) is not None, f"rule on {path} reads self{ref}, which the schema does not declare"
     if "fieldPath" in entry:
         assert _resolve(node, entry["fieldPath"]) is not None, f"fieldPath {entry['fieldPath']} is not in {path}"
@@ -228,7 +244,7 @@ def test_cel_rule_references_declared_fields(path: str, entry: dict[str, str]) -
 @pytest.mark.parametrize(("path", "entry"), _rule_cases())
 def test_cel_rule_strings_are_bounded(path: str, entry: dict[str, str]) -> None:
     node = _node(path)
-    for ref in _REF.findall(entry["rule"]):
+    for ref in _field_refs(entry["rule"]):
         target = _resolve(node, ref)
         assert target is not None
         if target.get("type") == "string":
@@ -244,7 +260,7 @@ def test_cel_rule_reads_only_present_fields(path: str, entry: dict[str, str]) ->
         target = _resolve(node, ref)
         assert target is not None
         assert "default" not in target, f"has(self{ref}) in a rule on {path} is always true: the field has a default"
-    unguarded = set(_REF.findall(_HAS.sub("", entry["rule"]))) - guarded
+    unguarded = set(_field_refs(_HAS.sub("", entry["rule"]))) - guarded
     for ref in unguarded:
         parent, name = node, ""
         for segment in ref.strip(".").split("."):

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from mcpfleet_contracts.errors import describe_validation_error
-from mcpfleet_contracts.mcpserver import MCPServerSpec, parse_spec
+from mcpfleet_contracts.mcpserver import MCPServerSpec, check_name, parse_spec
 from tests.unit.helpers import SAMPLE_FILES, load_sample
 
 ENDPOINT = "https://mcp.example.com/mcp"
@@ -197,7 +197,37 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.image: String should match pattern",
         "spec.image",
     ),
+    (
+        "env-sets-a-reserved-name",
+        {"type": "k8s-ops", "env": [{"name": "MCP_PORT", "value": "9000"}]},
+        "spec.env must not set POD_NAME, POD_NAMESPACE, MCPFLEET_SERVER_NAME, MCP_TRANSPORT",
+        "spec",
+    ),
+    (
+        "env-name-twice",
+        {"type": "k8s-ops", "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+        "spec.env: name 'A' appears twice: each name may appear once",
+        "spec.env",
+    ),
+    (
+        "secret-mounted-over-the-config",
+        {"type": "cmdb", "secretRefs": [{"name": "db", "mountPath": "/etc/mcpfleet/db"}]},
+        "spec.secretRefs[].mountPath must not be /tmp or /etc/mcpfleet or below",
+        "spec",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("k8s-ops", True), ("a", True), ("9lives", False), ("a.b", False), ("x" * 63, True), ("x" * 64, False)],
+)
+def test_object_name_must_fit_a_service_name(name: str, valid: bool) -> None:
+    message = check_name(name)
+    assert (message is None) is valid
+    if not valid:
+        assert message is not None
+        assert "it names the server's Service" in message
 
 
 def _message(raw: dict[str, Any]) -> str:

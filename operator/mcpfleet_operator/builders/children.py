@@ -209,12 +209,20 @@ def _secret_volumes(spec: MCPServerSpec) -> tuple[list[dict[str, Any]], list[dic
 
 
 def _resources(spec: MCPServerSpec, defaults: BuildDefaults) -> dict[str, Any]:
-    requests: dict[str, Any] = dict(defaults.requests)
-    limits: dict[str, Any] = dict(defaults.limits)
-    if spec.resources is not None:
-        requests.update(spec.resources.requests or {})
-        limits.update(spec.resources.limits or {})
-    return {"limits": limits, "requests": requests}
+    """The user's values; defaults only for resources (cpu, memory) the user names nowhere.
+
+    Filling a default limit beside a user's request could make the request exceed the limit.
+    """
+    requests: dict[str, Any] = dict(spec.resources.requests or {}) if spec.resources else {}
+    limits: dict[str, Any] = dict(spec.resources.limits or {}) if spec.resources else {}
+    mentioned = set(requests) | set(limits)
+    for name, value in defaults.requests.items():
+        if name not in mentioned:
+            requests[name] = value
+    for name, value in defaults.limits.items():
+        if name not in mentioned:
+            limits[name] = value
+    return {"limits": dict(sorted(limits.items())), "requests": dict(sorted(requests.items()))}
 
 
 def build_deployment(
