@@ -77,6 +77,30 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         spec_changed = any(merged.get(k) != old.get(k) for k in merged if k not in ("metadata", "status"))
         meta["generation"] = generation + 1 if spec_changed else generation
 
+    # kmock answers fetch/create/update/delete by scanning every stored object (O(N) per request);
+    # at a thousand MCPServers that made the emulator, not the operator, the bottleneck. Keyed lookups:
+
+    def _stored(self, request: rendering.Request) -> Any:
+        data = request.data if isinstance(request.data, dict) else {}
+        meta = data.get("metadata") or {}
+        key = (request.resource, request.namespace or meta.get("namespace"), request.name or meta.get("name"))
+        return self.objects[key] if key in self.objects else None  # type: ignore[index,operator]  # noqa: SIM401
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        obj = self._stored(request)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw  # type: ignore[no-any-return]
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        return self._stored(request).raw  # type: ignore[no-any-return]
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        return self._stored(request).last.raw  # type: ignore[no-any-return]
+
+    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+        return self._stored(request).last.raw  # type: ignore[no-any-return]
+
     def writes(self, methods: tuple[str, ...] = ("POST", "PATCH", "PUT", "DELETE")) -> list[rendering.Request]:
         """Every write request received so far."""
         return [req for req in self._requests if str(req.method.value) in methods]
