@@ -6,6 +6,7 @@ one :class:`OperatorState`; nothing is registered at import time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -55,6 +56,13 @@ class OperatorState:
     status: StatusWriter | None = None
     managed: set[tuple[str, str]] = field(default_factory=set)
     stop_metrics: Any = None
+    _slots: asyncio.Semaphore | None = None
+
+    def reconcile_slots(self) -> asyncio.Semaphore:
+        """At most ``worker_limit`` MCPServers apply their children at once (created in the running loop)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.worker_limit)
+        return self._slots
 
     def kube(self) -> tuple[KubeClient, StatusWriter]:
         if self.client is None or self.status is None:
@@ -85,7 +93,10 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
-    settings.queueing.worker_limit = ours.worker_limit
+    # kopf keeps one worker per object alive for a while after its last event; capping them starves a
+    # large backlog (1,000 objects with a cap of 20 made no progress in a minute). Concurrency is bounded
+    # where the API load is made instead: OperatorState.reconcile_slots().
+    settings.queueing.worker_limit = None
     # Only warnings and errors become Kubernetes Events: success chatter would cost one write per handler.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -176,7 +187,8 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
             raise
         try:
             children = build_children(owner, server_spec, state.defaults)
-            outcomes = await apply_children(client, owner, children, state.metrics)
+            async with state.reconcile_slots():
+                outcomes = await apply_children(client, owner, children, state.metrics)
             for kind, outcome in outcomes.items():
                 if outcome.action:
                     log.info("%s/%s: %s %s %s", namespace, name, outcome.action, kind.kind, outcome.drift or "")

@@ -28,7 +28,9 @@ class OperatorSettings(BaseSettings):
     default_memory_request: str = "64Mi"
     default_cpu_limit: str = "500m"
     default_memory_limit: str = "256Mi"
-    worker_limit: int = Field(default=20, ge=1, le=1000, description="Objects reconciled concurrently.")
+    worker_limit: int = Field(
+        default=20, ge=1, le=1000, description="MCPServers whose children are applied concurrently."
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 turns it off.")
     metrics_host: str = "0.0.0.0"
     liveness_port: int = Field(default=8080, ge=0, le=65535, description="Port of kopf's /healthz; 0 turns it off.")
