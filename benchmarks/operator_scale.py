@@ -517,6 +517,20 @@ def cpu_share(start: Mark, end: Mark) -> dict[str, float]:
     }
 
 
+def source_info() -> dict[str, Any]:
+    """Which operator was measured: the commit, and the files that differed from it."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "operator", "contracts", "cli", "tests/emulator.py")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed.splitlines()}
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -531,6 +545,9 @@ def machine_info() -> dict[str, Any]:
 
 
 async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one linear scenario
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM to the benchmark: unwind like Ctrl-C, so the operator is stopped too
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     fleet = build_fleet(args.count, args.namespaces, args.seed)
     keys = [(m["metadata"]["namespace"], m["metadata"]["name"]) for m in fleet.manifests]
     workdir = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-"))
@@ -751,7 +768,9 @@ def print_summary(result: Mapping[str, Any]) -> None:
     print(f"mcpfleet operator scale benchmark: {count} MCPServers, cold start with a backlog")
     print(f"machine: {result['machine']['cpus']} CPUs, {result['machine']['memory_total_gb']} GB, ", end="")
     print(f"Python {result['machine']['python']}, kopf {result['machine']['kopf']}")
-    print(f"fleet: {result['fleet']}, worker limit {result['worker_limit']}")
+    print(f"fleet: {result['fleet']}, worker limit {result['worker_limit']}, emulator {result['emulator']}")
+    source = result.get("source") or {}
+    print(f"operator source: commit {source.get('commit')}, uncommitted changes: {source.get('uncommitted') or 'none'}")
     print("-" * 78)
     for name, check in result["targets"].items():
         verdict = "ok" if check["ok"] else "MISSED"
@@ -839,14 +858,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     wall = time.monotonic()
+    source = source_info()
     try:
         result = asyncio.run(run_benchmark(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the operator was stopped", file=sys.stderr)
+        return 130
     finally:
         for proc in SPAWNED:  # normally stopped already; not if the loop itself was torn down
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     result["benchmark_wall_seconds"] = round(time.monotonic() - wall, 1)
+    result["source"] = source
     print_summary(result)
     print(f"benchmark wall time: {result['benchmark_wall_seconds']} s")
     if args.json is not None:

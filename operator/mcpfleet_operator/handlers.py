@@ -32,7 +32,7 @@ from mcpfleet_operator.builders.model import (
     ResourceKind,
     owner_of,
 )
-from mcpfleet_operator.builders.status import Observation, compute_status, failed_status
+from mcpfleet_operator.builders.status import Observation, failed_status
 from mcpfleet_operator.kube import KubeClient, KubeError, load_api_client
 from mcpfleet_operator.metrics import OperatorMetrics
 from mcpfleet_operator.reconcile import NameConflict, StatusWriter, apply_children, ensure_child, now_rfc3339
@@ -320,4 +320,4 @@ async def _report_api_error(
         log.warning("%s/%s: could not record the error in status either", owner.namespace, owner.name)
 
 
-__all__ = ["OperatorState", "build_registry", "compute_status", "configure_kopf"]
+__all__ = ["OperatorState", "build_registry", "configure_kopf"]

@@ -1,14 +1,13 @@
 """A small async client for the objects the operator manages, as plain dicts.
 
 It wraps kubernetes_asyncio's ApiClient (auth, TLS, kubeconfig or in-cluster)
-with the handful of calls reconciliation needs, counts every write, and
-classifies API errors once, here, at the boundary.
+with the handful of calls reconciliation needs, and classifies API errors
+once, here, at the boundary.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,12 +82,11 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
 
 
 class KubeClient:
-    """get/create/apply/delete for child objects, with a field manager and write counters."""
+    """get/create/apply/patch/delete of objects as dicts, writing as one field manager."""
 
     def __init__(self, api: k8s.ApiClient, field_manager: str) -> None:
         self._api = api
         self.field_manager = field_manager
-        self.writes: Counter[str] = Counter()
 
     def connection(self) -> dict[str, Any]:
         """Server, TLS and credentials of this client, for kopf's own login (one source of truth)."""
@@ -136,8 +134,6 @@ class KubeClient:
             )
         except ApiException as exc:
             _raise(exc)
-        if method != "GET":
-            self.writes[method] += 1
         return dict(result or {})
 
     async def get(self, kind: ResourceKind, namespace: str | None, name: str) -> dict[str, Any] | None:

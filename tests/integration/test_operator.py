@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mcpfleet_operator.builders.model import (
+    CHILD_KINDS,
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
     CONFIG_MAP,
@@ -48,17 +49,7 @@ EXPECTED_KINDS: dict[str, set[ResourceKind]] = {
     "cmdb": {SERVICE_ACCOUNT, CONFIG_MAP, DEPLOYMENT, SERVICE},
     "custom": {SERVICE_ACCOUNT, CONFIG_MAP, DEPLOYMENT, SERVICE},
 }
-ALL_KINDS = (
-    SERVICE_ACCOUNT,
-    ROLE,
-    ROLE_BINDING,
-    CLUSTER_ROLE,
-    CLUSTER_ROLE_BINDING,
-    CONFIG_MAP,
-    DEPLOYMENT,
-    SERVICE,
-    NETWORK_POLICY,
-)
+ALL_KINDS = CHILD_KINDS
 
 
 def child_name(kind: ResourceKind, owner: str) -> str:
