@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcpfleet_contracts.mcpserver import QUANTITY
 from mcpfleet_operator.builders.model import BuildDefaults
 
 
@@ -24,10 +25,10 @@ class OperatorSettings(BaseSettings):
         min_length=1,
         description="Image of the built-in servers (k8s-ops, monitoring, cmdb) unless spec.image overrides it.",
     )
-    default_cpu_request: str = "50m"
-    default_memory_request: str = "64Mi"
-    default_cpu_limit: str = "500m"
-    default_memory_limit: str = "256Mi"
+    default_cpu_request: str = Field(default="50m", pattern=QUANTITY)
+    default_memory_request: str = Field(default="64Mi", pattern=QUANTITY)
+    default_cpu_limit: str = Field(default="500m", pattern=QUANTITY)
+    default_memory_limit: str = Field(default="256Mi", pattern=QUANTITY)
     worker_limit: int = Field(
         default=20, ge=1, le=1000, description="MCPServers whose children are applied concurrently."
     )

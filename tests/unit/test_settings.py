@@ -101,3 +101,9 @@ def test_build_defaults_from_env(clean_env: pytest.MonkeyPatch) -> None:
         limits={"cpu": "1", "memory": "1Gi"},
     )
     assert defaults.run_as_user == BuildDefaults().run_as_user
+
+
+def test_a_default_quantity_that_is_not_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCPFLEET_OPERATOR_DEFAULT_MEMORY_LIMIT", "256MB")
+    with pytest.raises(ValidationError, match="default_memory_limit"):
+        OperatorSettings()

@@ -125,7 +125,8 @@ def test_all_available_but_deployment_not_observed_yet_is_still_rolling_out() ->
     deployment = _deployment(1, generation=3, observed=2)
     status = _compute(_spec(), Observation(deployment=deployment))
     assert status.phase == Phase.DEPLOYING
-    assert _ready(status)[0] == "True"
+    assert _ready(status) == ("True", "RollingOut")
+    assert "rolling out" in (_conditions(status)["Ready"].message or "")
 
 
 def test_progress_deadline_without_pods_is_failed() -> None:

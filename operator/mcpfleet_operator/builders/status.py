@@ -114,7 +114,7 @@ def compute_status(
         ready = cond(READY, "False", "ScaledToZero", "spec.replicas is 0: no server pod runs")
         phase = Phase.PENDING
     else:
-        available, _, rolled_out = _replica_counts(deployment, desired)
+        available, updated, rolled_out = _replica_counts(deployment, desired)
         failure = _progress_failure(deployment)
         if failure is not None:
             ready = cond(READY, "False", "ProgressDeadlineExceeded", failure)
@@ -122,6 +122,10 @@ def compute_status(
         elif available >= desired and rolled_out:
             ready = cond(READY, "True", "Available", f"{available}/{desired} server pods available")
             phase = Phase.READY
+        elif available >= desired:
+            message = f"{available}/{desired} server pods available, {updated}/{desired} updated: rolling out"
+            ready = cond(READY, "True", "RollingOut", message)
+            phase = Phase.DEPLOYING
         elif available > 0:
             ready = cond(READY, "True", "PartiallyAvailable", f"{available}/{desired} server pods available")
             phase = Phase.DEGRADED if rolled_out else Phase.DEPLOYING
