@@ -262,6 +262,7 @@ class Traffic:
     writes: int
     reads: int
     watches: int
+    watches_by_kind: dict[str, int]
     writes_by_kind: dict[str, int]
     reads_by_kind: dict[str, int]
     writes_by_client: dict[str, int]
@@ -273,7 +274,7 @@ def summarize(requests: Sequence[Request]) -> Traffic:
     reads: Counter[str] = Counter()
     by_client: Counter[str] = Counter()
     shapes: Counter[str] = Counter()
-    watches = 0
+    watches: Counter[str] = Counter()
     for request in requests:
         method = request.method.value
         if method in WRITE_METHODS:
@@ -283,7 +284,7 @@ def summarize(requests: Sequence[Request]) -> Traffic:
             if request.resource is not None and request.resource.plural == MCPSERVER_PLURAL:
                 shapes[f"{key} ({client_of(request)}): {patch_shape(request)}"] += 1
         elif request.action == kmock.action.WATCH:
-            watches += 1
+            watches[request_key(request)] += 1
         elif method == "GET":
             action = request.action.value if request.action is not None else "GET"
             plural = request.resource.plural if request.resource is not None else request.url.path
@@ -292,7 +293,8 @@ def summarize(requests: Sequence[Request]) -> Traffic:
         requests=len(requests),
         writes=sum(writes.values()),
         reads=sum(reads.values()),
-        watches=watches,
+        watches=sum(watches.values()),
+        watches_by_kind=dict(watches.most_common()),
         writes_by_kind=dict(writes.most_common()),
         reads_by_kind=dict(reads.most_common()),
         writes_by_client=dict(by_client.most_common()),
@@ -525,10 +527,13 @@ def source_info() -> dict[str, Any]:
             done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         except (OSError, subprocess.CalledProcessError):
             return ""
-        return done.stdout.strip()
+        return done.stdout.rstrip()
 
     changed = git("status", "--porcelain", "--", "operator", "contracts", "cli", "tests/emulator.py")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed.splitlines()}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": [line.strip() for line in changed.splitlines()],
+    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -809,8 +814,9 @@ def print_summary(result: Mapping[str, Any]) -> None:
     if idle is not None:
         print(f"  idle {result['idle_seconds']:.0f} s                         {idle['writes']} writes, ", end="")
         print(f"{idle['reads']} reads, {idle['requests']} requests")
-        if idle["writes_by_kind"]:
-            print(f"      {idle['writes_by_kind']}")
+        for name in ("writes_by_kind", "reads_by_kind", "watches_by_kind"):
+            if idle[name]:
+                print(f"      {name}: {idle[name]}")
     print(f"  operator stopped (SIGTERM) in     {result.get('stop_seconds')} s, exit code {result.get('exit_code')}")
     print(
         f"  operator log: {result.get('operator_log_lines')} lines, {result.get('operator_log_errors')} errors, ",
