@@ -93,9 +93,10 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
-    # kopf keeps one worker per object alive for a while after its last event; capping them starves a
-    # large backlog (1,000 objects with a cap of 20 made no progress in a minute). Concurrency is bounded
-    # where the API load is made instead: OperatorState.reconcile_slots().
+    # With an index, each per-object worker waits until every MCPServer is indexed before it runs handlers;
+    # a worker cap below the number of MCPServers therefore deadlocks at start (kopf issue #1243: 21 objects
+    # with a cap of 20 never reconciled). Concurrency is bounded where the API load is made instead:
+    # OperatorState.reconcile_slots().
     settings.queueing.worker_limit = None
     # Only warnings and errors become Kubernetes Events: success chatter would cost one write per handler.
     settings.posting.level = logging.WARNING
@@ -143,7 +144,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
             state.stop_metrics()
 
     @kopf.index(*mcpservers, id="mcpserver_index", registry=registry)
-    def mcpserver_index(
+    async def mcpserver_index(
         namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
     ) -> dict[tuple[str | None, str], dict[str, Any]]:
         return {
@@ -172,8 +173,8 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         owner = owner_from(meta, namespace, name)
         state.managed.add((owner.namespace, name))
         state.metrics.managed_objects.set(len(state.managed))
-        started = time.perf_counter()
         result = "error"
+        started: float | None = None
         try:
             server_spec = _parse_or_fail(spec, name)
         except kopf.PermanentError as exc:
@@ -188,6 +189,8 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         try:
             children = build_children(owner, server_spec, state.defaults)
             async with state.reconcile_slots():
+                # Timed once a slot is held: waiting for one is queueing, not reconciling.
+                started = time.perf_counter()
                 outcomes = await apply_children(client, owner, children, state.metrics)
             for kind, outcome in outcomes.items():
                 if outcome.action:
@@ -209,7 +212,8 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
             raise kopf.PermanentError(f"the API server rejected a child object: {exc}") from exc
         finally:
             state.metrics.reconciles.labels(reason, result).inc()
-            state.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+            if started is not None:
+                state.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     @kopf.on.delete(*mcpservers, id="finalize", registry=registry)
     async def finalize(meta: kopf.Meta, namespace: str | None, name: str, **_: Any) -> None:
