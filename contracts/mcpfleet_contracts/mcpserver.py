@@ -446,8 +446,10 @@ RESERVED_ENV = (
     "MCP_PORT",
     "MCP_PATH",
 )
-# The operator's own mounts in every server pod.
-RESERVED_MOUNTS = ("/tmp", "/etc/mcpfleet")
+# The operator's own mounts in every server pod: the builders mount these, the rules keep users off them.
+SERVER_TMP_DIR = "/tmp"
+SERVER_CONFIG_DIR = "/etc/mcpfleet"
+RESERVED_MOUNTS = (SERVER_TMP_DIR, SERVER_CONFIG_DIR)
 
 
 def _no_reserved_mount(path: str | None) -> bool:

@@ -13,7 +13,14 @@ import hashlib
 import json
 from typing import Any
 
-from mcpfleet_contracts.mcpserver import MCPServerSpec, RBACScope, ServerType, Transport
+from mcpfleet_contracts.mcpserver import (
+    SERVER_CONFIG_DIR,
+    SERVER_TMP_DIR,
+    MCPServerSpec,
+    RBACScope,
+    ServerType,
+    Transport,
+)
 from mcpfleet_operator.builders.defaults import effective_path, effective_rbac, effective_tool_prefix
 from mcpfleet_operator.builders.model import (
     ANNOTATION_CONFIG_HASH,
@@ -35,7 +42,7 @@ from mcpfleet_operator.builders.model import (
     selector_labels,
 )
 
-CONFIG_DIR = "/etc/mcpfleet"
+CONFIG_DIR = SERVER_CONFIG_DIR
 CONFIG_FILE = "config.json"
 SECRETS_DIR = "/var/run/secrets/mcpfleet"
 CONTAINER_NAME = "server"
@@ -231,7 +238,7 @@ def build_deployment(
     labels = child_metadata(DEPLOYMENT, owner, spec.type.value)["labels"]
     builtin = spec.type != ServerType.CUSTOM
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": SERVER_TMP_DIR}]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.image or defaults.server_image,
