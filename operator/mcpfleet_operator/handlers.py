@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from mcpfleet_contracts.errors import describe_validation_error
-from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, check_name, parse_spec, parse_status
+from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, check_name, parse_spec
 from mcpfleet_operator.builders.children import build_children
 from mcpfleet_operator.builders.model import (
     CHILD_KINDS,
@@ -35,7 +35,7 @@ from mcpfleet_operator.builders.model import (
 from mcpfleet_operator.builders.status import Observation, failed_status
 from mcpfleet_operator.kube import KubeClient, KubeError, load_api_client
 from mcpfleet_operator.metrics import OperatorMetrics
-from mcpfleet_operator.reconcile import NameConflict, StatusWriter, apply_children, ensure_child, now_rfc3339
+from mcpfleet_operator.reconcile import NameConflict, StatusWriter, apply_children, ensure_child
 from mcpfleet_operator.settings import OperatorSettings
 
 log = logging.getLogger("mcpfleet.operator")
@@ -178,11 +178,10 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         try:
             server_spec = _parse_or_fail(spec, name)
         except kopf.PermanentError as exc:
-            async with writer.lock(owner):
-                previous = parse_status(writer.current(owner, status))
-                await writer.write(
-                    owner, failed_status(owner, previous, "InvalidSpec", str(exc), now_rfc3339()), status
-                )
+            problem = str(exc)
+            await writer.update(
+                owner, status, lambda previous, now: failed_status(owner, previous, "InvalidSpec", problem, now)
+            )
             state.metrics.errors.labels("permanent").inc()
             state.metrics.reconciles.labels(reason, "invalid").inc()
             raise

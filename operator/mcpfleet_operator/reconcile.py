@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,19 +114,19 @@ class StatusWriter:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def lock(self, owner: Owner) -> asyncio.Lock:
+    def _lock(self, owner: Owner) -> asyncio.Lock:
         return self._locks.setdefault((owner.namespace, owner.name), asyncio.Lock())
 
     def forget(self, owner: Owner) -> None:
         self._locks.pop((owner.namespace, owner.name), None)
         self._written.pop((owner.namespace, owner.name), None)
 
-    def current(self, owner: Owner, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _current(self, owner: Owner, stored: Mapping[str, Any] | None) -> dict[str, Any]:
         return self._written.get((owner.namespace, owner.name)) or dict(stored or {})
 
-    async def write(self, owner: Owner, new: MCPServerStatus, stored: Mapping[str, Any] | None) -> bool:
-        """Caller holds ``lock(owner)``. Returns whether a write was needed."""
-        old = self.current(owner, stored)
+    async def _write(self, owner: Owner, new: MCPServerStatus, stored: Mapping[str, Any] | None) -> bool:
+        """Caller holds ``_lock(owner)`` (see ``update``). Returns whether a write was needed."""
+        old = self._current(owner, stored)
         patch = status_patch(new, old)
         if patch is None:
             return False
@@ -142,7 +142,17 @@ class StatusWriter:
         stored: Mapping[str, Any] | None,
     ) -> bool:
         """Recompute the status from an observation and write it if it changed."""
-        async with self.lock(owner):
-            previous = parse_status(self.current(owner, stored))
-            new = compute_status(owner, spec, observation, previous, now_rfc3339())
-            return await self.write(owner, new, stored)
+        return await self.update(
+            owner, stored, lambda previous, now: compute_status(owner, spec, observation, previous, now)
+        )
+
+    async def update(
+        self,
+        owner: Owner,
+        stored: Mapping[str, Any] | None,
+        make: Callable[[MCPServerStatus, str], MCPServerStatus],
+    ) -> bool:
+        """Under the object's lock: ``make(previous status, now)``, written if it changed."""
+        async with self._lock(owner):
+            previous = parse_status(self._current(owner, stored))
+            return await self._write(owner, make(previous, now_rfc3339()), stored)
