@@ -202,6 +202,10 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
             state.metrics.errors.labels("temporary").inc()
             raise kopf.TemporaryError(str(exc), delay=60) from exc
         except KubeError as exc:
+            if exc.namespace_terminating:
+                # The MCPServer goes with its namespace; there is nothing left to converge or report.
+                result = "namespace-terminating"
+                return
             await _report_api_error(writer, owner, server_spec, status, exc)
             state.metrics.errors.labels("temporary" if exc.retryable or exc.status == 403 else "permanent").inc()
             if exc.retryable:
@@ -267,7 +271,13 @@ def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState,
         live = None if deleted else dict(body)
         try:
             outcome = await ensure_child(state.client, kind, owner, desired, live)
-        except (NameConflict, KubeError) as exc:
+        except KubeError as exc:
+            if exc.namespace_terminating:
+                log.debug("%s/%s: not restoring %s: the namespace is being deleted", owner.namespace, owner.name, kind)
+            else:
+                log.warning("%s/%s: cannot restore %s: %s", owner.namespace, owner.name, kind.kind, exc)
+            return
+        except NameConflict as exc:
             log.warning("%s/%s: cannot restore %s: %s", owner.namespace, owner.name, kind.kind, exc)
             return
         if outcome.action is not None:

@@ -25,11 +25,17 @@ _TIMEOUT = 30
 class KubeError(Exception):
     """An API call failed; ``retryable`` says whether trying again can help."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing may be created in it, and nothing needs to be."""
+        return self.status == 403 and "NamespaceTerminating" in self.causes
 
     @property
     def retryable(self) -> bool:
@@ -39,13 +45,15 @@ class KubeError(Exception):
     @classmethod
     def from_api(cls, exc: ApiException) -> KubeError:
         message = exc.reason or ""
+        causes: tuple[str, ...] = ()
         try:
             body = json.loads(exc.body or "{}")
             message = body.get("message") or message
             reason = body.get("reason") or exc.reason or ""
-        except (ValueError, TypeError):
+            causes = tuple(str(c.get("reason", "")) for c in (body.get("details") or {}).get("causes") or ())
+        except (ValueError, TypeError, AttributeError):
             reason = exc.reason or ""
-        return cls(int(exc.status or 0), str(reason), str(message))
+        return cls(int(exc.status or 0), str(reason), str(message), causes)
 
 
 class NotFound(KubeError):
@@ -55,7 +63,7 @@ class NotFound(KubeError):
 def _raise(exc: ApiException) -> None:
     error = KubeError.from_api(exc)
     if error.status == 404:
-        raise NotFound(error.status, error.reason, error.message) from exc
+        raise NotFound(error.status, error.reason, error.message, error.causes) from exc
     raise error from exc
 
 

@@ -1,0 +1,56 @@
+"""The operator's own ClusterRole: every kind it manages, the verbs it uses, nothing else."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from mcpfleet_cli.main import app
+from mcpfleet_operator.builders.model import CHILD_KINDS, MCPSERVER
+from mcpfleet_operator.builders.operator_rbac import CHILD_VERBS, OPERATOR_NAME, operator_rbac, operator_rules
+
+
+def _allowed(group: str, resource: str) -> set[str]:
+    verbs: set[str] = set()
+    for rule in operator_rules():
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            verbs |= set(rule["verbs"])
+    return verbs
+
+
+def test_every_child_kind_gets_exactly_the_verbs_reconciliation_uses() -> None:
+    for kind in CHILD_KINDS:
+        assert _allowed(kind.group, kind.plural) >= set(CHILD_VERBS), kind.plural
+    assert "update" not in _allowed("apps", "deployments"), "the operator writes by server-side apply (patch)"
+
+
+def test_mcpservers_and_their_status() -> None:
+    assert _allowed(MCPSERVER.group, MCPSERVER.plural) == {"get", "list", "watch", "patch"}
+    assert _allowed(MCPSERVER.group, "mcpservers/status") == {"get", "patch"}
+
+
+def test_no_wildcards_and_nothing_the_operator_does_not_touch() -> None:
+    for rule in operator_rules():
+        assert "*" not in rule["verbs"]
+        assert "*" not in rule["resources"]
+        assert "*" not in rule["apiGroups"]
+    for resource in ("secrets", "pods", "nodes"):
+        assert not _allowed("", resource), f"the operator has no business with {resource}"
+
+
+def test_rbac_objects_bind_the_role_to_the_service_account() -> None:
+    account, role, binding = operator_rbac("ops", "op")
+    assert (account["kind"], account["metadata"]) == (
+        "ServiceAccount",
+        {**account["metadata"], "name": "op", "namespace": "ops"},
+    )
+    assert role["metadata"]["name"] == OPERATOR_NAME
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "op", "namespace": "ops"}]
+
+
+def test_cli_prints_the_rbac_as_yaml() -> None:
+    result = CliRunner().invoke(app, ["rbac", "print", "-n", "platform"])
+    assert result.exit_code == 0, result.output
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(result.output)]
+    assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
