@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +21,16 @@ app = typer.Typer(
 )
 crd_app = typer.Typer(help="The MCPServer CustomResourceDefinition.", no_args_is_help=True)
 app.add_typer(crd_app, name="crd")
+rbac_app = typer.Typer(help="The operator's own RBAC.", no_args_is_help=True)
+app.add_typer(rbac_app, name="rbac")
+dev_app = typer.Typer(help="Development helpers.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+cluster_app = typer.Typer(
+    help="A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) on loopback; "
+    "no kubelet, so Pods are stored but never run.",
+    no_args_is_help=True,
+)
+dev_app.add_typer(cluster_app, name="cluster")
 
 
 def _settings_error(exc: ValidationError, prefix: str) -> typer.Exit:
@@ -70,6 +82,94 @@ def crd_print() -> None:
     from mcpfleet_contracts.crd import render_crd_yaml  # noqa: PLC0415
 
     typer.echo(render_crd_yaml(), nl=False)
+
+
+@rbac_app.command("print")
+def rbac_print(
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the operator's ServiceAccount.")] = (
+        "mcpfleet-system"
+    ),
+    service_account: Annotated[str, typer.Option(help="Name of the operator's ServiceAccount.")] = "mcpfleet-operator",
+) -> None:
+    """Print the operator's least-privilege ServiceAccount, ClusterRole and ClusterRoleBinding (YAML)."""
+    import yaml  # noqa: PLC0415
+
+    from mcpfleet_operator.builders.operator_rbac import operator_rbac  # noqa: PLC0415
+
+    typer.echo(yaml.safe_dump_all(operator_rbac(namespace, service_account), sort_keys=False), nl=False)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("MCPFLEET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mcpfleet"
+    )
+    return Path(base)
+
+
+ClusterDir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Where the control plane keeps its state. Default: ~/.cache/mcpfleet/dev-cluster."),
+]
+
+
+@cluster_app.command("up")
+def cluster_up(
+    directory: ClusterDir = None,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory with etcd, kube-apiserver, kube-controller-manager and kubectl (`make tools`)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every component to be healthy.")] = 120.0,
+) -> None:
+    """Start the control plane in the background and print the kubeconfig to use."""
+    from mcpfleet_cli.devcluster.cluster import ClusterError, ControlPlane, find_binaries  # noqa: PLC0415
+
+    try:
+        plane = ControlPlane(directory or _cache_dir() / "dev-cluster", find_binaries(bin_dir))
+        state = plane.up(attached=False, timeout=timeout, certificate_lifetime_days=365)
+    except ClusterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"control plane ready at {state.server} (logs in {state.root}/logs)")
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+
+
+@cluster_app.command("down")
+def cluster_down(directory: ClusterDir = None) -> None:
+    """Stop the control plane and delete everything it wrote."""
+    from mcpfleet_cli.devcluster.cluster import ClusterError, ControlPlane  # noqa: PLC0415
+
+    root = directory or _cache_dir() / "dev-cluster"
+    try:
+        stopped = ControlPlane(root).down()
+    except ClusterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"stopped and removed {root}" if stopped else f"nothing runs from {root}")
+
+
+@cluster_app.command("status")
+def cluster_status(directory: ClusterDir = None) -> None:
+    """Show each component's process and whether the API server is ready; exit 1 unless all are."""
+    from mcpfleet_cli.devcluster.cluster import ClusterError, ControlPlane  # noqa: PLC0415
+
+    plane = ControlPlane(directory or _cache_dir() / "dev-cluster")
+    try:
+        state = plane.read_state()
+    except ClusterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    if state is None:
+        typer.echo(f"no control plane in {plane.root}")
+        raise typer.Exit(code=1)
+    components = plane.status(state)
+    for component in components:
+        typer.echo(f"{component.name:<24} pid {component.pid:<8} {'running' if component.running else 'stopped'}")
+    ready = all(c.running for c in components) and plane.ready(state)
+    typer.echo(f"api server {state.server}: {'ready' if ready else 'not ready'}")
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+    if not ready:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
