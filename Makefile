@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration crds check-crds bench clean
+.PHONY: help install lint typecheck test unit integration e2e tools tools-sync crds check-crds bench clean
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +26,7 @@ lint: $(STAMP) ## ruff (lint + format check) and the import-linter boundaries
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict over every package, the tests and the benchmarks
-	$(BIN)/mypy contracts/mcpfleet_contracts operator/mcpfleet_operator servers cli/mcpfleet_cli tests benchmarks
+	$(BIN)/mypy contracts/mcpfleet_contracts operator/mcpfleet_operator servers cli/mcpfleet_cli tests benchmarks hack/tools/tools.py
 
 test: $(STAMP) ## Unit and integration tests
 	$(BIN)/pytest tests/unit tests/integration
@@ -37,10 +37,28 @@ unit: $(STAMP) ## Unit tests only (fast)
 integration: $(STAMP) ## Integration tests only (operator against the Kubernetes emulator)
 	$(BIN)/pytest tests/integration
 
+e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/pytest tests/e2e
+
+tools: ## Build kube-apiserver, kube-controller-manager, kubectl, etcd, helm and consul into ~/.cache/mcpfleet (cached)
+	$(PYTHON) hack/tools/tools.py build
+
+tools-sync: ## Regenerate hack/tools/modules/ after changing hack/tools/versions.env
+	$(PYTHON) hack/tools/tools.py sync
+
 crds: $(STAMP) ## Regenerate crds/ from the typed models
 	$(BIN)/mcpfleet crd print > crds/mcpfleet.io_mcpservers.yaml
 
-check-crds: $(STAMP) ## Fail when crds/ differs from what the models generate
+check-e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/pytest tests/e2e
+
+tools: ## Build kube-apiserver, kube-controller-manager, kubectl, etcd, helm and consul into ~/.cache/mcpfleet (cached)
+	$(PYTHON) hack/tools/tools.py build
+
+tools-sync: ## Regenerate hack/tools/modules/ after changing hack/tools/versions.env
+	$(PYTHON) hack/tools/tools.py sync
+
+crds: $(STAMP) ## Fail when crds/ differs from what the models generate
 	diff -u crds/mcpfleet.io_mcpservers.yaml <($(BIN)/mcpfleet crd print)
 
 bench: $(STAMP) ## Operator scale benchmark (1,000 MCPServers in the emulator); see docs/benchmarks.md

@@ -1,0 +1,246 @@
+"""`mcpfleet operator` as a real process, with only the RBAC the project declares, on a real API server.
+
+The controller manager runs beside it, so Deployments get ReplicaSets and Pods, ownerReferences
+are honoured by the real garbage collector, and a Pod marked ready flows back into the status.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import SAMPLES_DIR, Cluster, OperatorProcess, eventually, table
+
+pytestmark = pytest.mark.timeout(300)
+
+MANAGED = "app.kubernetes.io/managed-by=mcpfleet-operator"
+NAMESPACED_KINDS = "deployments,services,serviceaccounts,configmaps,roles,rolebindings,networkpolicies"
+COPIES = 20
+SAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(SAMPLES_DIR.glob("*.yaml"))}
+
+
+def apply_samples(cluster: Cluster, namespace: str) -> None:
+    for sample in SAMPLES.values():
+        result = cluster.apply(sample, "-n", namespace)
+        assert result.returncode == 0, result.stderr
+
+
+def mcpservers(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    return {item["metadata"]["name"]: item for item in cluster.get("mcps", "-n", namespace)["items"]}
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def all_reconciled(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    servers = mcpservers(cluster, namespace)
+    for name, server in servers.items():
+        observed = server.get("status", {}).get("observedGeneration")
+        assert observed == server["metadata"]["generation"], f"{name}: observed {observed}"
+        assert conditions(server).get("Deployed", {}).get("status") == "True", f"{name}: {server.get('status')}"
+    return servers
+
+
+def children(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get(NAMESPACED_KINDS, "-n", namespace, "-l", MANAGED)["items"]
+    return items
+
+
+def cluster_children(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    selector = f"{MANAGED},mcpfleet.io/owner-namespace={namespace}"
+    items: list[dict[str, Any]] = cluster.get("clusterroles,clusterrolebindings", "-l", selector)["items"]
+    return items
+
+
+def versions(objects: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in objects}
+
+
+def test_every_sample_is_reconciled_into_owned_children_and_a_status(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_samples(cluster, namespace)
+    servers = eventually(lambda: all_reconciled(cluster, namespace), within=60, what="every sample reconciled")
+    owned = children(cluster, namespace)
+    by_owner: dict[str, set[str]] = {}
+    for child in owned:
+        refs = child["metadata"].get("ownerReferences", [])
+        assert len(refs) == 1, f"{child['kind']}/{child['metadata']['name']}: {refs}"
+        ref = refs[0]
+        owner = servers[ref["name"]]
+        assert (ref["kind"], ref["uid"], ref["controller"]) == ("MCPServer", owner["metadata"]["uid"], True)
+        by_owner.setdefault(ref["name"], set()).add(child["kind"])
+
+    base = {"Deployment", "Service", "ServiceAccount", "ConfigMap"}
+    assert by_owner["k8s-ops"] == base
+    assert by_owner["monitoring"] == base
+    assert by_owner["cmdb"] == base | {"NetworkPolicy"}, "cmdb reads no Kubernetes API: no Role"
+    assert by_owner["tickets"] == base | {"Role", "RoleBinding"}
+    # Cluster-wide read access cannot carry an ownerReference to a namespaced owner; labels tie it instead.
+    cluster_wide = {
+        (c["kind"], c["metadata"]["labels"]["mcpfleet.io/server"]) for c in cluster_children(cluster, namespace)
+    }
+    assert cluster_wide == {(k, s) for k in ("ClusterRole", "ClusterRoleBinding") for s in ("k8s-ops", "monitoring")}
+    assert "docs-search" not in by_owner, "an external endpoint gets no pods"
+
+    # The controller manager turned each Deployment into a ReplicaSet and Pods (which never run here).
+    def replica_sets() -> list[str]:
+        sets = cluster.get("replicasets", "-n", namespace, "-l", "mcpfleet.io/server")["items"]
+        assert len(sets) == 4, [s["metadata"]["name"] for s in sets]
+        return [s["metadata"]["name"] for s in sets]
+
+    eventually(replica_sets, within=30, what="a ReplicaSet per Deployment")
+
+    rows = table(cluster.ok("get", "mcps", "-n", namespace, "-o", "wide"))
+    assert rows["k8s-ops"] | {"AGE": ""} == {
+        "NAME": "k8s-ops",
+        "TYPE": "k8s-ops",
+        "READY": "False",
+        "TOOLS": "",  # filled once the server reports its tools
+        "ENDPOINT": f"http://k8s-ops.{namespace}.svc:8080/mcp",
+        "AGE": "",
+        "PHASE": "Deploying",
+        "PREFIX": "k8s",
+    }
+    assert (rows["docs-search"]["READY"], rows["docs-search"]["ENDPOINT"]) == (
+        "Unknown",
+        "https://mcp.docs.example.com/mcp",
+    )
+    assert conditions(servers["docs-search"])["Ready"]["reason"] == "AwaitingToolSync"
+    assert conditions(servers["k8s-ops"])["Ready"]["reason"] in {"NoPodsAvailable", "Deploying"}
+    operator.assert_alive()
+
+
+def mark_pods_ready(cluster: Cluster, namespace: str, server: str) -> int:
+    """Stand in for the kubelet: report the server's Pods as running and ready."""
+    pods = cluster.get("pods", "-n", namespace, "-l", f"mcpfleet.io/server={server}")["items"]
+    assert pods, f"no Pods for {server} yet"
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    status = {"status": {"phase": "Running", "conditions": [ready]}}
+    for pod in pods:
+        cluster.ok(
+            "patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps(status),
+        )  # fmt: skip
+    return len(pods)
+
+
+def test_pod_readiness_reaches_the_status_through_the_real_controllers(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(SAMPLES["mcpserver"], "-n", namespace)
+    eventually(lambda: mark_pods_ready(cluster, namespace, "k8s-ops"), within=60, what="the k8s-ops Pod")
+
+    def ready() -> dict[str, Any]:
+        server = mcpservers(cluster, namespace)["k8s-ops"]
+        assert conditions(server).get("Ready", {}).get("status") == "True", server.get("status")
+        return server
+
+    server = eventually(ready, within=60, what="Ready=True")
+    assert server["status"]["phase"] == "Ready"
+    assert server["status"]["readyReplicas"] == 1
+
+
+def test_a_deleted_child_is_restored(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    cluster.apply(SAMPLES["mcpserver"], "-n", namespace)
+    eventually(lambda: all_reconciled(cluster, namespace), within=60)
+    binding = f"mcpfleet:{namespace}:k8s-ops"
+
+    def uids() -> dict[tuple[str, str], str]:
+        every = children(cluster, namespace) + cluster_children(cluster, namespace)
+        return {(c["kind"], c["metadata"]["name"]): c["metadata"]["uid"] for c in every}
+
+    before = uids()
+    cluster.ok("delete", "service", "k8s-ops", "-n", namespace)
+    cluster.ok("delete", "configmap", "k8s-ops-config", "-n", namespace)
+    cluster.ok("delete", "clusterrolebinding", binding)
+
+    def restored() -> bool:
+        now = uids()
+        assert now.keys() == before.keys(), sorted(set(before) ^ set(now))
+        renewed = {key for key in now if now[key] != before[key]}
+        assert renewed == {("Service", "k8s-ops"), ("ConfigMap", "k8s-ops-config"), ("ClusterRoleBinding", binding)}
+        return True
+
+    eventually(restored, within=60, what="the deleted children restored")
+
+
+def test_a_spec_change_rolls_out(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    cluster.apply(SAMPLES["custom-image"], "-n", namespace)
+    eventually(lambda: all_reconciled(cluster, namespace), within=60)
+    patch = {"spec": {"image": "registry.example.com/acme/tickets-mcp:1.5.0", "replicas": 3}}
+    cluster.ok("patch", "mcps", "tickets", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def rolled_out() -> bool:
+        deployment = cluster.get("deployment", "tickets", "-n", namespace)
+        assert deployment["spec"]["replicas"] == 3
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.5.0")
+        sets = cluster.get("replicasets", "-n", namespace, "-l", "mcpfleet.io/server=tickets")["items"]
+        assert len(sets) == 2, "the controller manager starts a new ReplicaSet for the new template"
+        server = mcpservers(cluster, namespace)["tickets"]
+        assert server["status"]["observedGeneration"] == server["metadata"]["generation"] == 2
+        return True
+
+    eventually(rolled_out, within=60, what="the new image and replica count rolled out")
+
+
+def test_deletion_garbage_collects_every_child(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    cluster.apply(SAMPLES["mcpserver"], "-n", namespace)
+    eventually(lambda: all_reconciled(cluster, namespace), within=60)
+    assert {c["kind"] for c in children(cluster, namespace)} >= {"Deployment", "Service", "ConfigMap"}
+    assert {c["kind"] for c in cluster_children(cluster, namespace)} == {"ClusterRole", "ClusterRoleBinding"}
+    eventually(lambda: cluster.get("replicasets", "-n", namespace)["items"], within=30, what="a ReplicaSet")
+
+    cluster.ok("delete", "mcps", "k8s-ops", "-n", namespace, "--wait=true", "--timeout=60s")
+
+    def collected() -> bool:
+        # Namespaced children go through ownerReferences (the operator never deletes them);
+        # ReplicaSets and Pods follow their Deployment; cluster-scoped ones go through the finalizer.
+        assert children(cluster, namespace) == []
+        assert cluster.get("replicasets,pods", "-n", namespace)["items"] == []
+        assert cluster_children(cluster, namespace) == []
+        return True
+
+    eventually(collected, within=90, what="garbage collection of the children")
+
+
+def test_a_restart_mid_reconcile_leaves_no_duplicates_and_a_clean_restart_writes_nothing(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # Enough objects that the operator is still writing when it is killed.
+    copies = [{**SAMPLES["mcpserver"], "metadata": {"name": f"k8s-ops-{i}"}} for i in range(COPIES)]
+    result = cluster.apply([*copies, *SAMPLES.values()], "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    expected_children = COPIES * 4 + 4 + 4 + 5 + 6  # k8s-ops copies, k8s-ops, monitoring, cmdb, tickets
+    eventually(lambda: children(cluster, namespace), within=60, interval=0.05, what="the first child written")
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGKILL)
+    operator.process.wait(10)
+    at_kill = len(children(cluster, namespace))
+    assert at_kill < expected_children, "the operator finished before it was killed: not a mid-reconcile restart"
+
+    operator.start()
+    eventually(lambda: all_reconciled(cluster, namespace), within=120, what="convergence after the crash")
+
+    def settled() -> dict[tuple[str, str], str]:
+        owned = children(cluster, namespace)
+        kinds = [(c["kind"], c["metadata"]["name"]) for c in owned]
+        assert len(kinds) == len(set(kinds)) == expected_children, f"{len(kinds)} children, {len(set(kinds))} distinct"
+        return versions(owned + cluster_children(cluster, namespace) + list(mcpservers(cluster, namespace).values()))
+
+    eventually(lambda: settled() == settled(), within=30, what="no more writes")
+    before = settled()
+
+    operator.stop()
+    operator.start()
+    # The restarted operator resumes every MCPServer (one reconcile each) before anything is compared.
+    servers = COPIES + len(SAMPLES)
+    eventually(lambda: operator.metric("mcpfleet_operator_reconciles_total") >= servers, within=60, what="resume")
+    after = settled()
+    assert after == before, "a restart rewrote: " + ", ".join(f"{k}" for k in after if after[k] != before.get(k))
+    assert operator.metric("mcpfleet_operator_api_writes_total") == 0, "child writes after a clean restart"
