@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import SAMPLES_DIR, Cluster, OperatorProcess, eventually, table
+from mcpfleet_operator.builders.operator_rbac import OPERATOR_NAME
+from tests.e2e.conftest import OPERATOR_NAMESPACE, SAMPLES_DIR, Cluster, OperatorProcess, eventually, table
 
 pytestmark = pytest.mark.timeout(300)
 
 MANAGED = "app.kubernetes.io/managed-by=mcpfleet-operator"
 NAMESPACED_KINDS = "deployments,services,serviceaccounts,configmaps,roles,rolebindings,networkpolicies"
-COPIES = 20
+COPIES = 40
 SAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(SAMPLES_DIR.glob("*.yaml"))}
 
 
@@ -244,3 +246,27 @@ def test_a_restart_mid_reconcile_leaves_no_duplicates_and_a_clean_restart_writes
     after = settled()
     assert after == before, "a restart rewrote: " + ", ".join(f"{k}" for k in after if after[k] != before.get(k))
     assert operator.metric("mcpfleet_operator_api_writes_total") == 0, "child writes after a clean restart"
+
+
+def test_the_operator_runs_as_its_service_account_with_only_what_it_needs(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
+    whoami = cluster.kubectl(
+        "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", kubeconfig=operator_kubeconfig
+    )
+    assert whoami.stdout == f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_NAME}", whoami.stderr
+
+    def can(*args: str) -> bool:
+        answer = cluster.kubectl("auth", "can-i", *args, "--all-namespaces", kubeconfig=operator_kubeconfig)
+        return answer.stdout.strip() == "yes"
+
+    assert can("patch", "deployments.apps")
+    assert can("patch", "mcpservers.mcpfleet.io", "--subresource=status")
+    assert can("escalate", "clusterroles.rbac.authorization.k8s.io")
+    for denied in (
+        ("get", "secrets"),
+        ("create", "pods"),
+        ("delete", "namespaces"),
+        ("update", "mcpservers.mcpfleet.io"),
+    ):
+        assert not can(*denied), f"the operator may {' '.join(denied)}"

@@ -39,6 +39,8 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STATE_FILE = "state.json"
+# Written first into every directory `up` uses: `down` deletes only directories that carry it.
+MARKER_FILE = ".mcpfleet-control-plane"
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 25
 
@@ -185,12 +187,12 @@ class ControlPlane:
         existing = self.read_state()
         if existing is not None and any(c.running for c in self.status(existing)):
             raise ClusterError(f"a control plane already runs from {self.root}; `down` it first")
-        if existing is not None or self.root.exists():
-            self._remove_root()
         if not self._binaries:
             raise ClusterError("no binaries given; see find_binaries()")
+        self._remove_root()
         (self.root / "logs").mkdir(parents=True)
         self.root.chmod(0o700)
+        (self.root / MARKER_FILE).touch()
         deadline = time.monotonic() + timeout
         try:
             pki = generate(self.root / "pki", datetime.timedelta(days=certificate_lifetime_days))
@@ -232,9 +234,10 @@ class ControlPlane:
 
     def down(self) -> bool:
         """Stop every component and remove the directory. False when nothing was there."""
-        state = self.read_state()
-        if state is None and not self.root.exists():
+        if not self.root.exists():
             return False
+        self._check_ours()
+        state = self.read_state()
         pids = {name: p.pid for name, p in self._processes.items()} | (state.pids if state else {})
         self._stop_processes(pids)
         self._remove_root()
@@ -324,8 +327,15 @@ class ControlPlane:
             time.sleep(0.1)
         return False
 
+    def _check_ours(self) -> None:
+        """Refuse to touch a directory that holds anything but a control plane (a mistyped --dir)."""
+        if self.root.exists() and not (self.root / MARKER_FILE).exists() and any(self.root.iterdir()):
+            raise ClusterError(f"{self.root} holds files that are not a control plane's; choose another directory")
+
     def _remove_root(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root.exists():
+            self._check_ours()
+            shutil.rmtree(self.root)
 
     # -- command lines -----------------------------------------------------------------------------
 
