@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from mcpfleet_operator.builders.operator_rbac import OPERATOR_NAME
+from mcpfleet_operator.settings import OperatorSettings
 from tests.e2e.conftest import OPERATOR_NAMESPACE, SAMPLES_DIR, Cluster, OperatorProcess, eventually, table
 
 pytestmark = pytest.mark.timeout(300)
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 MANAGED = "app.kubernetes.io/managed-by=mcpfleet-operator"
 NAMESPACED_KINDS = "deployments,services,serviceaccounts,configmaps,roles,rolebindings,networkpolicies"
 COPIES = 40
+FIELD_MANAGER = OperatorSettings.model_fields["field_manager"].default
 SAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(SAMPLES_DIR.glob("*.yaml"))}
 
 
@@ -32,7 +34,8 @@ def apply_samples(cluster: Cluster, namespace: str) -> None:
 
 
 def mcpservers(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
-    return {item["metadata"]["name"]: item for item in cluster.get("mcps", "-n", namespace)["items"]}
+    listed = cluster.get("mcps", "-n", namespace, "--show-managed-fields")["items"]
+    return {item["metadata"]["name"]: item for item in listed}
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -49,18 +52,37 @@ def all_reconciled(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]
 
 
 def children(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = cluster.get(NAMESPACED_KINDS, "-n", namespace, "-l", MANAGED)["items"]
+    items: list[dict[str, Any]] = cluster.get(
+        NAMESPACED_KINDS, "-n", namespace, "-l", MANAGED, "--show-managed-fields"
+    )["items"]
     return items
 
 
 def cluster_children(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
     selector = f"{MANAGED},mcpfleet.io/owner-namespace={namespace}"
-    items: list[dict[str, Any]] = cluster.get("clusterroles,clusterrolebindings", "-l", selector)["items"]
+    items: list[dict[str, Any]] = cluster.get(
+        "clusterroles,clusterrolebindings", "-l", selector, "--show-managed-fields"
+    )["items"]
     return items
 
 
-def versions(objects: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
-    return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in objects}
+Fingerprint = tuple[Any, tuple[str, ...], str | None]
+
+
+def writes_by_the_operator(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Fingerprint]:
+    """Per object, what changes when the operator writes it.
+
+    The controller manager keeps writing Deployment status (its resourceVersion moves without the
+    operator), so a Deployment is compared by generation and the operator's managedFields times;
+    everything else, MCPServers included, by resourceVersion too.
+    """
+    prints: dict[tuple[str, str], Fingerprint] = {}
+    for obj in objects:
+        meta = obj["metadata"]
+        ours = tuple(sorted(f.get("time", "") for f in meta.get("managedFields", []) if f["manager"] == FIELD_MANAGER))
+        version = None if obj["kind"] == "Deployment" else meta["resourceVersion"]
+        prints[(obj["kind"], meta["name"])] = (meta.get("generation"), ours, version)
+    return prints
 
 
 def test_every_sample_is_reconciled_into_owned_children_and_a_status(
@@ -229,11 +251,13 @@ def test_a_restart_mid_reconcile_leaves_no_duplicates_and_a_clean_restart_writes
     operator.start()
     eventually(lambda: all_reconciled(cluster, namespace), within=120, what="convergence after the crash")
 
-    def settled() -> dict[tuple[str, str], str]:
+    def settled() -> dict[tuple[str, str], Fingerprint]:
         owned = children(cluster, namespace)
         kinds = [(c["kind"], c["metadata"]["name"]) for c in owned]
         assert len(kinds) == len(set(kinds)) == expected_children, f"{len(kinds)} children, {len(set(kinds))} distinct"
-        return versions(owned + cluster_children(cluster, namespace) + list(mcpservers(cluster, namespace).values()))
+        every = owned + cluster_children(cluster, namespace) + list(mcpservers(cluster, namespace).values())
+        assert all(obj["metadata"].get("managedFields") for obj in every)
+        return writes_by_the_operator(every)
 
     eventually(lambda: settled() == settled(), within=30, what="no more writes")
     before = settled()
