@@ -1,0 +1,1 @@
+"""The common base of every mcpfleet MCP server: tool declaration, policy, transports, health, metrics."""
