@@ -76,6 +76,77 @@ def operator(
     run(settings, verbose=verbose)
 
 
+@app.command()
+def server(
+    server_type: Annotated[str, typer.Argument(metavar="TYPE", help="The server type: k8s-ops.")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The operator's config file (JSON: transport, port, path, config, tools)."),
+    ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(help="streamable-http, sse or stdio. Default: MCP_TRANSPORT, else the config file."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address. Default: MCP_HOST, else 127.0.0.1.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of MCP and of /health, /ready, /metrics. Default: MCP_PORT, else 8080.")
+    ] = None,
+) -> None:
+    """Run a built-in MCP server (what the operator's pods run).
+
+    Settings: these options, then MCP_* environment variables (MCP_READ_ONLY, MCP_TOOLS_DENY,
+    MCP_ALLOWED_HOSTS, ...), then the --config file, then defaults.
+    """
+    from mcpfleet_servers.registry import NOT_IN_THIS_VERSION, SERVER_TYPES  # noqa: PLC0415
+
+    if server_type in NOT_IN_THIS_VERSION:
+        typer.echo(
+            f"error: the {server_type} server is not available in this version of mcpfleet; "
+            f"available: {', '.join(SERVER_TYPES)}",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if server_type not in SERVER_TYPES:
+        typer.echo(f"error: unknown server type {server_type!r}; available: {', '.join(SERVER_TYPES)}", err=True)
+        raise typer.Exit(code=2)
+
+    from mcpfleet_servers.base.app import build_server  # noqa: PLC0415
+    from mcpfleet_servers.base.run import configure_logging, run_server  # noqa: PLC0415
+    from mcpfleet_servers.base.settings import (  # noqa: PLC0415
+        ConfigFile,
+        ConfigFileError,
+        ServerSettings,
+        settings_error_lines,
+    )
+    from mcpfleet_servers.registry import ModuleSettingsInvalid, ServerTypeUnavailable, create_module  # noqa: PLC0415
+
+    try:
+        config_file = ConfigFile.read(config) if config is not None else None
+    except ConfigFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if config_file is not None and config_file.type not in (None, server_type):
+        typer.echo(f"error: {config} is for type {config_file.type}, not {server_type}", err=True)
+        raise typer.Exit(code=2)
+    try:
+        settings = ServerSettings.load(config_file, transport=transport, host=host, port=port)
+    except ValidationError as exc:
+        for line in settings_error_lines(exc):
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(code=2) from exc
+    configure_logging(settings)
+    try:
+        module = create_module(server_type, settings, config_file)
+    except ServerTypeUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except ModuleSettingsInvalid as exc:
+        for line in exc.lines:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(code=2) from exc
+    run_server(build_server(module, settings))
+
+
 @crd_app.command("print")
 def crd_print() -> None:
     """Print the MCPServer CRD (YAML) generated from the typed models; `kubectl apply -f -` takes it."""
