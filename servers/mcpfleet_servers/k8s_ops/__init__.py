@@ -1,0 +1,1 @@
+"""The k8s-ops MCP server: Kubernetes reads, guarded changes and manifest generation as typed tools."""
