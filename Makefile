@@ -49,16 +49,7 @@ tools-sync: ## Regenerate hack/tools/modules/ after changing hack/tools/versions
 crds: $(STAMP) ## Regenerate crds/ from the typed models
 	$(BIN)/mcpfleet crd print > crds/mcpfleet.io_mcpservers.yaml
 
-check-e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
-	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/pytest tests/e2e
-
-tools: ## Build kube-apiserver, kube-controller-manager, kubectl, etcd, helm and consul into ~/.cache/mcpfleet (cached)
-	$(PYTHON) hack/tools/tools.py build
-
-tools-sync: ## Regenerate hack/tools/modules/ after changing hack/tools/versions.env
-	$(PYTHON) hack/tools/tools.py sync
-
-crds: $(STAMP) ## Fail when crds/ differs from what the models generate
+check-crds: $(STAMP) ## Fail when crds/ differs from what the models generate
 	diff -u crds/mcpfleet.io_mcpservers.yaml <($(BIN)/mcpfleet crd print)
 
 bench: $(STAMP) ## Operator scale benchmark (1,000 MCPServers in the emulator); see docs/benchmarks.md
