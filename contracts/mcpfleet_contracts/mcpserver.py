@@ -445,6 +445,7 @@ RESERVED_ENV = (
     "MCP_HOST",
     "MCP_PORT",
     "MCP_PATH",
+    "POD_IP",
 )
 # The operator's own mounts in every server pod: the builders mount these, the rules keep users off them.
 SERVER_TMP_DIR = "/tmp"

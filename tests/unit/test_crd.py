@@ -12,7 +12,7 @@ import yaml
 
 from mcpfleet_contracts.crd import build_crd, render_crd_yaml
 from mcpfleet_contracts.mcpserver import NAME_RULE, CMDBConfig, MCPServerSpec, RBACSpec
-from tests.unit.helpers import CRD_PATH
+from tests.unit.helpers import CRD_PATH, REPO_ROOT
 
 Schema = dict[str, Any]
 
@@ -314,3 +314,10 @@ def test_conditions_are_a_map_list_keyed_by_type() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert "type" in conditions["items"]["required"]
+
+
+def test_docs_list_every_cross_field_rule_as_the_models_word_it() -> None:
+    docs = (REPO_ROOT / "docs" / "mcpserver.md").read_text()
+    for model in (MCPServerSpec, RBACSpec, CMDBConfig):
+        for rule in model.cel_rules:
+            assert rule.message.replace("|", "\\|") in docs, f"docs/mcpserver.md lacks: {rule.message}"

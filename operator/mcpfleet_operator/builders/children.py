@@ -181,6 +181,8 @@ def _env(owner: Owner, spec: MCPServerSpec) -> list[dict[str, Any]]:
             "name": "POD_NAMESPACE",
             "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
         },
+        # The server accepts its own address as a Host (DNS-rebinding protection) for direct pod calls.
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
         {"name": "MCPFLEET_SERVER_NAME", "value": owner.name},
         {"name": "MCP_TRANSPORT", "value": spec.transport.value},
         {"name": "MCP_HOST", "value": "0.0.0.0"},
