@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -38,6 +39,11 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 _MAX_CONTEXTS = 8
 _DISCOVERY_TTL = 300.0
+
+# kubernetes_asyncio logs every whole response body at DEBUG: Secrets' data, literal env values, kubeconfigs
+# in annotations. The log filter's free-text redaction cannot know those fields, so at MCP_LOG_LEVEL=DEBUG
+# they reached the server log; these records are held back at the source instead.
+logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -331,6 +337,9 @@ class K8sBackend:
                 self._settings.request_timeout_seconds,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 400:
+                # The upgrade's 400 body (e.g. "does not have a host assigned") is not kept by aiohttp.
+                raise await self._exec_refused(namespace, pod, context) from None
             if exc.status >= 400:
                 raise classify(exc.status, exc.message, target, cluster.server) from None
             raise ToolFailure(
@@ -344,6 +353,23 @@ class K8sBackend:
         finally:
             await ws.close()
         return result if isinstance(result, str) else str(result or "")
+
+    async def _exec_refused(self, namespace: str, pod: str, context: str | None) -> ToolFailure:
+        """Why the API server refused to upgrade a pods/exec request (HTTP 400), from the pod itself."""
+        reason = "the container must be running on a node"
+        try:
+            obj = await self.request(
+                "GET", POD.path(namespace, pod), Target("get", POD, namespace, pod), context=context
+            )
+        except (ToolFailure, InvalidArgument):
+            obj = {}
+        if obj and not (obj.get("spec") or {}).get("nodeName"):
+            phase = (obj.get("status") or {}).get("phase") or "Unknown"
+            reason = f"the pod has no node assigned (phase {phase}), so no container runs to exec into"
+        return ToolFailure(
+            f"the API server refused to exec in pod {namespace}/{pod} (HTTP 400): {reason}. "
+            "Check get_pod and list_events."
+        )
 
     # --- discovery -------------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             target,
             context=context,
             body={"spec": {"replicas": replicas}},
+            query=[("fieldManager", settings.field_manager)],
             content_type=MERGE_PATCH,
         )
         return ChangeResult(
@@ -128,6 +129,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             Target("patch", DEPLOYMENT, ns, name),
             context=context,
             body=patch,
+            query=[("fieldManager", settings.field_manager)],
             content_type=MERGE_PATCH,
         )
         return ChangeResult(
@@ -188,6 +190,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             Target("patch", DEPLOYMENT, ns, name),
             context=context,
             body=patch,
+            query=[("fieldManager", settings.field_manager)],
             content_type=MERGE_PATCH,
         )
         return ChangeResult(

@@ -360,6 +360,15 @@ def register_read(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - one 
                 )
         except (InvalidArgument, NotFound) as exc:
             raise _log_error(ns, name, exc) from None
+        if offset == 0 and not page.text and page.next_offset is None:
+            # A real API server answers 204 No Content (not an error) for a pod that has no node yet.
+            pod = await backend.request("GET", POD.path(ns, name), Target("get", POD, ns, name), context=context)
+            if not (pod.get("spec") or {}).get("nodeName"):
+                phase = (pod.get("status") or {}).get("phase") or "Unknown"
+                raise ToolFailure(
+                    f"pod {ns}/{name} has no logs: it has no node assigned (phase {phase}), so its containers "
+                    "never started. Check get_pod and list_events for why it is not scheduled."
+                )
         more = page.next_offset is not None
         note = None
         if more:
