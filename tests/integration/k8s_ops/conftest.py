@@ -10,9 +10,12 @@ a node gets the API server's 400 "does not have a host assigned").
 from __future__ import annotations
 
 import copy
+import io
 import json
+import logging
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,10 @@ import attrs
 import pytest
 from kmock._internal import dicts, enums, parsing, rendering
 
+from mcpfleet_servers.base.app import FleetServer, build_server
 from mcpfleet_servers.base.paging import Budget
+from mcpfleet_servers.base.run import configure_logging
+from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.k8s_ops.client import labels_match
 from mcpfleet_servers.k8s_ops.server import K8sOpsServer
 from mcpfleet_servers.k8s_ops.settings import K8sOpsSettings
@@ -221,3 +227,57 @@ def pod(name: str, namespace: str = "team-a", node: str | None = "node-1", **ext
         "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": True, "restartCount": 0}]},
         **extra,
     }
+
+
+# ------------------------------------------------------------------ the module behind a real MCP server
+
+_SESSION_ENV_PREFIXES = ("MCP_", "K8S_", "POD_", "MCPFLEET_SERVER_NAME")
+
+MakeFleet = Callable[..., Awaitable[FleetServer]]
+
+
+@pytest.fixture
+def session_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MCP_*/K8S_* variable of the developer's shell leaks into the settings; tests set their own."""
+    for name in list(os.environ):
+        if name.upper().startswith(_SESSION_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture
+async def make_fleet(session_env: pytest.MonkeyPatch, kubeconfig: Path) -> AsyncIterator[MakeFleet]:
+    """A started K8sOpsServer inside the real FleetServer, as ``mcpfleet server k8s-ops`` builds it.
+
+    Keywords are ServerSettings overrides (MCP_* environment variables still apply beneath them);
+    ``k8s`` holds K8sOpsSettings values on top of the emulator's kubeconfig, namespace team-a and exec.
+    """
+    started: list[K8sOpsServer] = []
+
+    async def make(k8s: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+        settings = ServerSettings.load(**overrides)
+        values: dict[str, Any] = {"kubeconfig_path": str(kubeconfig), "namespace": "team-a", "exec_enabled": True}
+        module = K8sOpsServer(K8sOpsSettings(**(values | (k8s or {}))), settings.budget())
+        await module.start()
+        started.append(module)
+        fleet = build_server(module, settings)
+        fleet.state.started = True
+        return fleet
+
+    yield make
+    for module in started:
+        await module.close()
+
+
+@pytest.fixture
+def server_log(session_env: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """What the server's own log handler writes (the one `mcpfleet server` installs), at DEBUG."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    configure_logging(ServerSettings.load(log_level="DEBUG"), stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
