@@ -7,10 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration e2e tools tools-sync crds check-crds bench clean
+.PHONY: help install lint typecheck test unit integration e2e tools tools-sync crds check-crds bench bench-k8s-ops clean
 
 help: ## List the targets with what they do
-	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ check-crds: $(STAMP) ## Fail when crds/ differs from what the models generate
 
 bench: $(STAMP) ## Operator scale benchmark (1,000 MCPServers in the emulator); see docs/benchmarks.md
 	$(BIN)/python benchmarks/operator_scale.py
+
+bench-k8s-ops: $(STAMP) tools ## k8s-ops server benchmark (5,000 pods on a real control plane); see docs/benchmarks.md
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/python benchmarks/k8s_ops.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
