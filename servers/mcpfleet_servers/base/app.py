@@ -266,6 +266,15 @@ class FleetServer:
 
         async def confirm_call(**kwargs: Any) -> Elicit[Confirmation] | Confirmation:
             ctx = kwargs.pop(CONTEXT_PARAM)
+            if tool.precheck is not None:
+                try:
+                    await tool.precheck(**kwargs)
+                except InvalidArgument as exc:
+                    raise invalid_params(exc.field, exc.message, **exc.details) from None
+                except ToolFailure as exc:
+                    metrics.refusals.labels(tool=tool.name, reason="policy").inc()
+                    metrics.calls.labels(tool=tool.name, outcome="refused").inc()
+                    raise ToolError(redact_text(str(exc))) from None
             if can_confirm(ctx):
                 return Elicit(
                     f"Confirm the HIGH-risk call {tool.name} ({tool.title}) with {_summary(kwargs)}. "

@@ -20,6 +20,9 @@ from mcpfleet_contracts.mcpserver import Risk
 
 ToolFn = Callable[..., Awaitable[BaseModel]]
 F = TypeVar("F", bound=ToolFn)
+# Called with the call's arguments (as keywords) before the user is asked to confirm a HIGH-risk call:
+# raising a ToolFailure (e.g. Refused) ends the call there, so nobody confirms what policy refuses anyway.
+Precheck = Callable[..., Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class ToolDef:
     traits: ToolTraits
     title: str
     description: str
+    precheck: Precheck | None = None
 
 
 class Toolset:
@@ -65,6 +69,7 @@ class Toolset:
         open_world: bool = True,
         title: str | None = None,
         name: str | None = None,
+        precheck: Precheck | None = None,
     ) -> Callable[[F], F]:
         traits = ToolTraits(risk, read_only, destructive, idempotent, open_world)
 
@@ -76,7 +81,7 @@ class Toolset:
             if not description:
                 raise ValueError(f"tool {tool_name!r} needs a docstring: it is the description clients see")
             self._tools[tool_name] = ToolDef(
-                tool_name, fn, traits, title or tool_name.replace("_", " ").capitalize(), description
+                tool_name, fn, traits, title or tool_name.replace("_", " ").capitalize(), description, precheck
             )
             return fn
 

@@ -6,12 +6,13 @@ Every change is checked against the namespace policy before the first request: p
 
 import copy
 import datetime
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mcpfleet_contracts.mcpserver import Risk
-from mcpfleet_servers.base.toolkit import InvalidArgument, NotFound, Toolset
+from mcpfleet_servers.base.toolkit import F, InvalidArgument, NotFound, Precheck, Toolset
 from mcpfleet_servers.k8s_ops.client import APPLY_PATCH, DEPLOYMENT, MERGE_PATCH, ResourceType, Target
 from mcpfleet_servers.k8s_ops.common import ChangeResult, ContextArg, Deps, NameArg, NamespaceArg
 from mcpfleet_servers.k8s_ops.manifests import FieldChange, diff_objects, parse_manifests
@@ -80,7 +81,13 @@ def replacement_patch(current: Any, desired: Any) -> Any:
 def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - one closure per tool
     backend, settings, budget = deps.backend, deps.settings, deps.budget
     denied = settings.denied_kinds
-    high = toolset.tool(risk=Risk.HIGH, read_only=False, destructive=True)
+
+    def high(precheck: Precheck) -> Callable[[F], F]:
+        # The precheck runs the call's policy checks before the user is asked to confirm it.
+        return toolset.tool(risk=Risk.HIGH, read_only=False, destructive=True, precheck=precheck)
+
+    async def namespace_writable(namespace: str | None = None, **_: Any) -> None:
+        deps.writable(namespace)
 
     @toolset.tool(risk=Risk.MEDIUM, read_only=False, destructive=False, idempotent=True)
     async def scale_deployment(
@@ -115,7 +122,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             after=str(replicas),
         )
 
-    @high
+    @high(namespace_writable)
     async def restart_deployment(
         name: NameArg, namespace: NamespaceArg = None, context: ContextArg = None
     ) -> ChangeResult:
@@ -141,7 +148,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             after=stamp,
         )
 
-    @high
+    @high(namespace_writable)
     async def rollback_deployment(
         name: NameArg,
         to_revision: Annotated[
@@ -241,7 +248,11 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             content_type=APPLY_PATCH,
         )
 
-    @high
+    async def apply_allowed(manifest: str, namespace: str | None = None, context: str | None = None, **_: Any) -> None:
+        for doc in parse_manifests(manifest):
+            await _plan(doc, namespace, context)
+
+    @high(apply_allowed)
     async def apply_manifest(
         manifest: Annotated[
             str, Field(min_length=1, max_length=1_000_000, description="YAML or JSON; several documents allowed.")
@@ -299,7 +310,21 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             message=("dry run: " if dry_run_only else "applied: ") + summary,
         )
 
-    @high
+    async def delete_allowed(
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        api_version: str | None = None,
+        context: str | None = None,
+        **_: Any,
+    ) -> None:
+        rtype = await backend.resolve(kind, api_version, context)
+        if rtype.namespaced:
+            deps.writable(namespace)
+        else:
+            deps.check_cluster_scoped_change(rtype, name)
+
+    @high(delete_allowed)
     async def delete_resource(
         kind: KindArg,
         name: NameArg,
@@ -336,7 +361,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
 
     if settings.exec_enabled:
 
-        @high
+        @high(namespace_writable)
         async def exec_in_pod(
             name: NameArg,
             command: Annotated[

@@ -249,11 +249,13 @@ async def test_protected_namespace_refuses_changes_and_nothing_changes(
     before = snapshot()
     assert all(before)
     fleet = await make_fleet()
-    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
+    answers = Answers("accept")
+    async with Client(fleet.mcp, elicitation_callback=answers) as client:
         session = Session(client, fleet, emulator)
         message = await session.error(tool, **args)
         # Reads there stay allowed.
         assert (await session.ok("get_pod", name="etcd", namespace="kube-system"))["summary"]["name"] == "etcd"
+    assert answers.questions == [], "the user was asked to confirm a call that policy refuses anyway"
     assert "namespace 'kube-system' is protected: changes there are refused" in message
     assert "K8S_PROTECTED_NAMESPACES" in message
     assert emulator.writes() == []

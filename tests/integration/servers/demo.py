@@ -6,7 +6,7 @@ Test-only: it stands for k8s-ops, monitoring and cmdb, which declare their tools
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer, Resolve
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget, Page, paginate, query_fingerprint
-from mcpfleet_servers.base.toolkit import BackendUnavailable, InvalidArgument, ToolFailure, Toolset
+from mcpfleet_servers.base.toolkit import BackendUnavailable, InvalidArgument, Refused, ToolFailure, Toolset
 
 SECRET = "hunter2-Xq9"
 logger = logging.getLogger("mcpfleet_servers.demo")
@@ -118,7 +118,13 @@ class DemoModule:
                 raise InvalidArgument("name", "this deployment cannot be scaled", {"hint": "pick another"})
             return ScaleResult(name=name, replicas=replicas)
 
-        @tools.tool(risk=Risk.HIGH, read_only=False, destructive=True)
+        async def deletable(name: str, **_: Any) -> None:
+            if name.startswith("protected-"):
+                raise Refused(f"{name} is protected: nothing may delete it")
+            if name == "":
+                raise InvalidArgument("name", "name the item to delete")
+
+        @tools.tool(risk=Risk.HIGH, read_only=False, destructive=True, precheck=deletable)
         async def delete_item(name: Annotated[str, Field(description="Item to delete.")]) -> DeleteResult:
             """Delete a demo item."""
             module.deleted.append(name)

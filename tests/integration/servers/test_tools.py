@@ -250,6 +250,24 @@ async def test_high_risk_call_confirmed_runs(make_server: MakeServer, mode: Mode
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_call_policy_refuses_is_refused_before_anyone_is_asked(make_server: MakeServer, mode: Mode) -> None:
+    module = DemoModule()
+    server = make_server(module)
+    answers = Answers("accept")
+    async with Client(server.mcp, mode=mode, elicitation_callback=answers) as client:
+        refused = await client.call_tool("delete_item", {"name": "protected-db"})
+        with pytest.raises(MCPError) as invalid:
+            await client.call_tool("delete_item", {"name": ""})
+    assert refused.is_error
+    assert "protected-db is protected: nothing may delete it" in _text(refused)
+    assert invalid.value.error.code == INVALID_PARAMS
+    assert invalid.value.error.data["field"] == "name"
+    assert answers.questions == []
+    assert module.deleted == []
+    assert 'reason="policy",tool="delete_item"' in server.metrics.render().decode()
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_client_without_elicitation_is_refused(make_server: MakeServer, mode: Mode) -> None:
     module = DemoModule()
     server = make_server(module)
