@@ -25,7 +25,14 @@ import pytest
 import yaml
 from mcp import Client, MCPError
 from mcp.client import ClientRequestContext
-from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
+from mcp.types import (
+    CallToolResult,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    TextContent,
+)
 
 from mcpfleet_cli.devcluster.cluster import free_port, write_kubeconfig
 from tests.e2e.conftest import SAMPLES_DIR, Cluster, OperatorProcess, eventually
@@ -616,6 +623,39 @@ def test_generated_deployments_are_validated_by_a_real_server_side_dry_run(
     with pytest.raises(MCPError) as invalid:
         mcp.call("generate_deployment_yaml", name="Bad_Name", image="x", namespace=namespace)
     assert "name" in str(invalid.value)
+
+
+def test_a_deployment_described_in_words_is_written_by_the_clients_model_and_validated(
+    cluster: Cluster, namespace: str, server: K8sOpsProcess
+) -> None:
+    answer = (
+        "Here it is:\n```yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: described\n"
+        "spec:\n  replicas: 2\n  selector:\n    matchLabels: {app: described}\n  template:\n"
+        "    metadata:\n      labels: {app: described}\n    spec:\n      containers:\n"
+        "      - name: web\n        image: registry.example/web:1\n```\n"
+    )
+    prompts: list[str] = []
+
+    async def model(context: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
+        content = params.messages[0].content
+        prompts.append(content.text if isinstance(content, TextContent) else "")
+        return CreateMessageResult(role="assistant", model="e2e-model", content=TextContent(type="text", text=answer))
+
+    async def run() -> CallToolResult:
+        async with Client(server.url, sampling_callback=model) as client:
+            return await client.call_tool(
+                "generate_deployment_from_description",
+                {"description": "two replicas of registry.example/web:1", "namespace": namespace},
+            )
+
+    result = anyio.run(run)
+    assert not result.is_error, text_of(result)
+    generated = result.structured_content
+    assert isinstance(generated, dict)
+    assert generated["validated"] is True, generated
+    assert generated["manifest"]["metadata"]["namespace"] == namespace
+    assert "two replicas of registry.example/web:1" in prompts[0]
+    assert cluster.kubectl("get", "deployment", "described", "-n", namespace).returncode != 0, "nothing is created"
 
 
 # --------------------------------------------------------------------------------------------- 4. RBAC
