@@ -8,6 +8,7 @@ References to secrets (``secretName``, ``secretRef.name``) are names, not secret
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -71,10 +72,13 @@ _NOT_SECRET_SUFFIXES = ("name", "names", "ref", "refs", "path", "file", "ttl", "
 _REFERENCE_KEYS = frozenset({"name", "namespace", "key", "kind", "apiversion", "optional", "mountpath", "path", "type"})
 
 
+# Answers repeat the same few hundred keys thousands of times: both lookups are cached.
+@functools.lru_cache(maxsize=4096)
 def _normal(key: str) -> str:
     return re.sub(r"[-_. ]", "", key).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True for keys whose values are secrets (``apiKey``, ``client-key-data``), not for references (``secretName``)."""
     normal = _normal(key)
@@ -155,9 +159,17 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
 )
 
 
+# Every pattern above needs one of these substrings (compared case-insensitively, so a superset): text
+# without any of them cannot match, and most strings in an answer (names, phases, times) skip the scan.
+_TRIGGER = re.compile(
+    r"(?i)private key|authorization|cookie|bearer|://|eyJ|AKIA|ASIA|gh[pousr]_|glpat-|xox[abposr]-"
+    r"|pass|pwd|secret|token|key|session|credential|signature"
+)
+
+
 def redact_text(text: str) -> str:
     """The text with every secret-shaped substring replaced by [REDACTED]; ordinary text is unchanged."""
-    if not text:
+    if not text or _TRIGGER.search(text) is None:
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
