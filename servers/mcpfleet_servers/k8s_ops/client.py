@@ -159,6 +159,14 @@ def classify(status: int, body: Any, target: Target, server: str) -> ToolFailure
         return ToolFailure(f"conflict on {target.describe()}: {message}")
     if status == 429:
         return BackendUnavailable(backend, f"throttled (429): {message}")
+    if status >= 500 and target.subresource in ("log", "exec"):
+        # The API server proxies logs and exec to the node's kubelet; a 5xx here is (almost always) the
+        # kubelet being unreachable, and blaming the API server would send the user the wrong way.
+        return ToolFailure(
+            f"the API server could not reach the kubelet of {target.describe()}'s node for its "
+            f"{'logs' if target.subresource == 'log' else 'exec'} (HTTP {status}): {message}. The node may be "
+            "down or unreachable from the control plane; check list_nodes and get_pod."
+        )
     if status >= 500 or status == 0:
         return BackendUnavailable(backend, f"HTTP {status}: {message}")
     return ToolFailure(f"{target.describe()}: HTTP {status}: {message}")

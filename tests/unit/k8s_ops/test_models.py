@@ -143,3 +143,19 @@ def test_api_errors_are_classified_at_the_boundary() -> None:
     assert invalid.field == "spec.replicas"
     leaked = classify(500, '{"message":"upstream said Bearer abcdefghijkl"}', target, "https://k")
     assert "abcdefghijkl" not in str(leaked)
+
+
+def test_a_kubelet_the_api_server_cannot_reach_is_not_blamed_on_the_api_server() -> None:
+    # What kube-apiserver 1.37 answers for the logs of a pod whose node's kubelet is down.
+    body = (
+        '{"kind":"Status","status":"Failure","code":500,"message":"Get \\"https://10.0.0.7:10250/containerLogs/t/p/c\\":'
+        ' dial tcp 10.0.0.7:10250: connect: connection refused"}'
+    )
+    pods = ResourceType("", "v1", "Pod", "pods", True)
+    logs = classify(500, body, Target("get", pods, "t", "p", "log"), "https://k")
+    assert not isinstance(logs, BackendUnavailable)
+    assert "could not reach the kubelet of Pod t/p's node for its logs (HTTP 500)" in str(logs)
+    assert "connection refused" in str(logs)
+    exec_failure = classify(502, "{}", Target("create", pods, "t", "p", "exec"), "https://k")
+    assert "kubelet of Pod t/p's node for its exec" in str(exec_failure)
+    assert isinstance(classify(500, body, Target("get", pods, "t", "p"), "https://k"), BackendUnavailable)
