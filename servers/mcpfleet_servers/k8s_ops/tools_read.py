@@ -138,7 +138,10 @@ class Revision(BaseModel):
 class RolloutHistory(BaseModel):
     namespace: str = Field(description="Namespace.")
     name: str = Field(description="Deployment name.")
-    revisions: list[Revision] = Field(description="Revisions, newest first.")
+    revisions: list[Revision] = Field(description="Revisions, newest first (one page of them).")
+    truncated: bool = Field(default=False, description="True when older revisions exist than this page holds.")
+    continue_token: str | None = Field(default=None, description="Pass back as continue_token for older revisions.")
+    note: str | None = Field(default=None, description="Why the page was cut, in words.")
 
 
 class ServiceDetail(BaseModel):
@@ -437,7 +440,11 @@ def register_read(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - one 
 
     @read
     async def rollout_history(
-        name: NameArg, namespace: NamespaceArg = None, context: ContextArg = None
+        name: NameArg,
+        namespace: NamespaceArg = None,
+        limit: LimitArg = None,
+        continue_token: ContinueArg = None,
+        context: ContextArg = None,
     ) -> RolloutHistory:
         """Revisions of a deployment from its ReplicaSets (revision annotation), newest first."""
         ns = deps.readable(namespace)
@@ -456,9 +463,23 @@ def register_read(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - one 
                 current=str(rev) == str(current),
                 age=age(rs["metadata"].get("creationTimestamp")),
             )
-            for rev, rs in sets[: budget.max_items]
+            for rev, rs in sets
         ]
-        return RolloutHistory(namespace=ns, name=name, revisions=revisions)
+        page = paginate(
+            revisions,
+            limit=limit,
+            token=continue_token,
+            budget=budget,
+            fingerprint=query_fingerprint(tool="rollout_history", ns=ns, name=name, context=context),
+        )
+        return RolloutHistory(
+            namespace=ns,
+            name=name,
+            revisions=page.items,
+            truncated=page.truncated,
+            continue_token=page.continue_token,
+            note=page.note,
+        )
 
     async def _history(
         ns: str, name: str, context: str | None

@@ -205,6 +205,11 @@ async def test_deployments_rollouts_history_events_and_owner_chain(
         (2, ["web:2"], True),
         (1, ["web:1"], False),
     ]
+    assert not history.truncated
+    newest = await call(server, "rollout_history", name="web", limit=1)
+    assert ([r.revision for r in newest.revisions], newest.truncated) == ([2], True)
+    older = await call(server, "rollout_history", name="web", limit=1, continue_token=newest.continue_token)
+    assert ([r.revision for r in older.revisions], older.truncated, older.continue_token) == ([1], False, None)
     events = await call(server, "list_events", kind="Pod", name="web-rev2-x1")
     assert [e.reason for e in events.items] == ["BackOff", "Pulled", "Scheduled"]  # newest first
     warnings = await call(server, "list_events", warnings_only=True)
