@@ -4,6 +4,7 @@ and redacted."""
 
 import difflib
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -535,16 +536,25 @@ def register_read(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - one 
     ) -> Page[EventSummary]:
         """Events of a namespace, or about one object (kind and/or name), newest first; messages redacted."""
         ns = deps.readable(namespace)
-        events = await namespace_events(deps, ns, kind, name, context)
+        scan = EventScan()
+        events = await namespace_events(deps, ns, kind, name, context, scan)
         if warnings_only:
             events = [e for e in events if e.type == "Warning"]
-        return paginate(
+        page = paginate(
             events,
             limit=limit,
             token=continue_token,
             budget=budget,
             fingerprint=query_fingerprint(tool="list_events", ns=ns, k=kind, n=name, w=warnings_only, context=context),
         )
+        if scan.capped:
+            # The API lists events by name, not time: past the scan limit the newest may be missing.
+            capped = (
+                f"only the first {_MAX_EVENTS_SCANNED} events of the namespace were read, so newer ones may be "
+                "missing; narrow with kind and name"
+            )
+            page.note = f"{page.note}; {capped}" if page.note else capped
+        return page
 
     @read
     async def describe_resource(
@@ -833,8 +843,15 @@ async def owned_replicasets(
     return result
 
 
+@dataclass
+class EventScan:
+    """Whether a namespace's events were more than one bounded scan could read."""
+
+    capped: bool = False
+
+
 async def namespace_events(
-    deps: Deps, ns: str, kind: str | None, name: str | None, context: str | None
+    deps: Deps, ns: str, kind: str | None, name: str | None, context: str | None, scan: EventScan | None = None
 ) -> list[EventSummary]:
     """Events of a namespace, optionally about one object, newest first (scans at most a bounded number)."""
     fields = [f"involvedObject.kind={kind}"] if kind else []
@@ -844,6 +861,8 @@ async def namespace_events(
     if fields:
         query.append(("fieldSelector", ",".join(fields)))
     answer = await deps.backend.request("GET", EVENT.path(ns), Target("list", EVENT, ns), context=context, query=query)
+    if scan is not None:
+        scan.capped = bool((answer.get("metadata") or {}).get("continue"))
     items = []
     for event in answer.get("items") or []:
         involved = event.get("involvedObject") or {}

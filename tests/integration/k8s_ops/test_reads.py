@@ -10,6 +10,7 @@ import pytest
 
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import InvalidArgument, NotFound, ToolFailure
+from mcpfleet_servers.k8s_ops import tools_read
 from mcpfleet_servers.k8s_ops.server import K8sOpsServer
 from mcpfleet_servers.k8s_ops.settings import K8sOpsSettings
 from tests.emulator import declare_resources
@@ -337,3 +338,28 @@ async def test_allowed_namespaces_limit_reads(kubeconfig: Path, emulator: K8sOps
             await call(module, "get_pod", name="b1", namespace="team-b")
     finally:
         await module.close()
+
+
+async def test_events_beyond_one_scan_are_flagged_as_possibly_missing(
+    server: K8sOpsServer, emulator: K8sOpsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tools_read, "_MAX_EVENTS_SCANNED", 3)
+    for i in range(5):
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"ev{i}", "namespace": "team-a"},
+            "involvedObject": {"kind": "Pod", "name": "p"},
+            "reason": "Tick",
+            "lastTimestamp": f"2026-01-01T00:0{i}:00Z",
+            "type": "Normal",
+            "message": "tick",
+        }
+        put(emulator, "events", event)
+    page = await call(server, "list_events", namespace="team-a")
+    assert len(page.items) == 3
+    assert "only the first 3 events of the namespace were read" in (page.note or "")
+    monkeypatch.setattr(tools_read, "_MAX_EVENTS_SCANNED", 10)
+    whole = await call(server, "list_events", namespace="team-a")
+    assert len(whole.items) == 5
+    assert whole.note is None
