@@ -454,7 +454,7 @@ class FleetServer:
         if settings.transport == TransportName.STREAMABLE_HTTP:
             return self.mcp.streamable_http_app(
                 streamable_http_path=settings.mcp_path,
-                json_response=settings.json_response,
+                json_response=settings.json_responses,
                 stateless_http=settings.stateless,
                 transport_security=self.security,
                 host=settings.host,

@@ -166,7 +166,18 @@ class ServerSettings(BaseSettings):
     debug: bool = False
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     stateless: bool = Field(default=False, description="Stateless streamable HTTP: no sessions, any replica answers.")
-    json_response: bool = Field(default=False, description="Answer streamable HTTP POSTs with JSON instead of SSE.")
+    json_response: bool | None = Field(
+        default=None,
+        description=(
+            "Answer streamable HTTP POSTs with JSON instead of SSE. Unset: JSON when stateless (nothing is streamed "
+            "back mid-call there), SSE for sessions (mid-call confirmations of older clients need the stream)."
+        ),
+    )
+
+    @property
+    def json_responses(self) -> bool:
+        return self.stateless if self.json_response is None else self.json_response
+
     allowed_hosts: CommaList = Field(
         default=(),
         description="Host headers accepted on the MCP endpoint; '*' turns the check off. Default: loopback, and "

@@ -85,7 +85,7 @@ async def test_streamable_http_end_to_end(make_server: MakeServer, server_env: p
 
 async def test_ready_reports_an_unreachable_backend_and_still_serves(make_server: MakeServer) -> None:
     module = DemoModule(reachable=False)
-    server = make_server(module, port=0, host="0.0.0.0", stateless=True, json_response=True)
+    server = make_server(module, port=0, host="0.0.0.0", stateless=True)  # JSON answers follow from stateless
     async with running(server) as runner:
         base = f"http://127.0.0.1:{runner.port}"
         async with httpx2.AsyncClient(base_url=base, timeout=5) as http:
@@ -99,7 +99,7 @@ async def test_ready_reports_an_unreachable_backend_and_still_serves(make_server
             # listening on 0.0.0.0 does not switch the Host check off
             foreign = await http.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Host": "evil.example.com"})
             assert foreign.status_code == 421
-            # stateless + JSON responses: a plain JSON answer, no session id
+            # stateless, so JSON responses by default: a plain JSON answer, no session id
             answer = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
             assert answer.headers["content-type"].startswith("application/json")
             assert "mcp-session-id" not in answer.headers

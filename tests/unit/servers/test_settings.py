@@ -49,9 +49,17 @@ def test_defaults(server_env: pytest.MonkeyPatch) -> None:
     assert not settings.read_only
     assert not settings.no_destructive
     assert not settings.stateless
-    assert not settings.json_response
+    assert not settings.json_responses, "sessions answer over SSE by default"
     assert settings.tools_allow == settings.tools_deny == ()
     assert not settings.in_pod
+
+
+def test_json_responses_follow_statelessness_unless_set(server_env: pytest.MonkeyPatch) -> None:
+    assert ServerSettings.load(stateless=True).json_responses
+    assert not ServerSettings.load(stateless=True, json_response=False).json_responses
+    assert ServerSettings.load(json_response=True).json_responses
+    server_env.setenv("MCP_JSON_RESPONSE", "false")
+    assert not ServerSettings.load(stateless=True).json_responses
 
 
 def test_sse_path_defaults_to_sse(server_env: pytest.MonkeyPatch) -> None:
