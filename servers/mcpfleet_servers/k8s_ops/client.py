@@ -42,8 +42,8 @@ _DISCOVERY_TTL = 300.0
 
 # kubernetes_asyncio logs every whole response body at DEBUG: Secrets' data, literal env values, kubeconfigs
 # in annotations. The log filter's free-text redaction cannot know those fields, so at MCP_LOG_LEVEL=DEBUG
-# they reached the server log; these records are held back at the source instead.
-logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
+# they reached the server log; start() holds these records back at the source instead.
+_RESPONSE_BODY_LOGGER = "kubernetes_asyncio.client.rest"
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,7 @@ class K8sBackend:
 
     async def start(self) -> None:
         """Load credentials (no network); a missing config is reported on use, never raised here."""
+        logging.getLogger(_RESPONSE_BODY_LOGGER).setLevel(logging.INFO)
         kubeconfig = self._settings.kubeconfig_path
         try:
             if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
