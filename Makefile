@@ -34,7 +34,7 @@ test: $(STAMP) ## Unit and integration tests
 unit: $(STAMP) ## Unit tests only (fast)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP) ## Integration tests only (operator against the Kubernetes emulator)
+integration: $(STAMP) ## Integration tests only (operator and servers against the Kubernetes emulator, MCP sessions)
 	$(BIN)/pytest tests/integration
 
 e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
