@@ -23,6 +23,8 @@ crd_app = typer.Typer(help="The MCPServer CustomResourceDefinition.", no_args_is
 app.add_typer(crd_app, name="crd")
 rbac_app = typer.Typer(help="The operator's own RBAC.", no_args_is_help=True)
 app.add_typer(rbac_app, name="rbac")
+audit_app = typer.Typer(help="The gateway's audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 dev_app = typer.Typer(help="Development helpers.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 cluster_app = typer.Typer(
@@ -168,6 +170,28 @@ def rbac_print(
     from mcpfleet_operator.builders.operator_rbac import operator_rbac  # noqa: PLC0415
 
     typer.echo(yaml.safe_dump_all(operator_rbac(namespace, service_account), sort_keys=False), nl=False)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    trail: Annotated[Path, typer.Argument(help="An audit trail as JSON lines (the gateway's audit log).")],
+    head: Annotated[
+        str | None, typer.Option(help="The last head hash published elsewhere: also catches records cut off the end.")
+    ] = None,
+) -> None:
+    """Check the hash chain of an audit trail: exit 0 when intact, 1 naming every edited, missing or moved record."""
+    from mcpfleet_gateway.audit import read_lines, verify  # noqa: PLC0415
+
+    if not trail.is_file():
+        typer.echo(f"error: {trail} is not a file", err=True)
+        raise typer.Exit(code=2)
+    result = verify(read_lines(trail), expected_head=head)
+    for problem in result.problems:
+        typer.echo(problem)
+    verdict = "intact" if result.ok else f"{len(result.problems)} problem(s)"
+    typer.echo(f"{trail}: {result.records} record(s), head {result.head}: {verdict}")
+    if not result.ok:
+        raise typer.Exit(code=1)
 
 
 def _cache_dir() -> Path:
