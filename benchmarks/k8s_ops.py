@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.rest import ApiException
 
-from mcpfleet_cli.devcluster.cluster import ClusterState, ControlPlane, find_binaries
+from mcpfleet_cli.devcluster.cluster import ClusterState, ControlPlane, find_binaries, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench"
@@ -206,12 +205,6 @@ async def direct_walk(core: k8s.CoreV1Api, limit: int) -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------ the server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(port: int, profile: Path | None) -> list[str]:

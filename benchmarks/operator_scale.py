@@ -40,7 +40,6 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -61,6 +60,7 @@ from kmock._internal.rendering import ReactionMismatchError  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tests.emulator import ApiServerEmulator, declare_resources  # noqa: E402
 
+from mcpfleet_cli.devcluster.cluster import free_port  # noqa: E402
 from mcpfleet_contracts.mcpserver import parse_spec  # noqa: E402
 from mcpfleet_operator.builders.children import build_children  # noqa: E402
 from mcpfleet_operator.builders.model import MCPSERVER, BuildDefaults, Owner  # noqa: E402
@@ -362,12 +362,6 @@ def vm_hwm_bytes(pid: int) -> int | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_kubeconfig(directory: Path, server: str) -> Path:

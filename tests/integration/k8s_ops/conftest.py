@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import attrs
 import pytest
 from kmock._internal import dicts, enums, parsing, rendering
 
+from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_servers.base.app import FleetServer, build_server
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.run import configure_logging
@@ -187,9 +187,7 @@ async def server(settings: K8sOpsSettings, budget: Budget) -> AsyncIterator[K8sO
 
 @pytest.fixture
 async def closed_port_server(tmp_path: Path, budget: Budget) -> AsyncIterator[K8sOpsServer]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    port = free_port()  # closed again once found: nothing listens there
     kubeconfig = write_kubeconfig(tmp_path / "dead-kubeconfig", f"http://127.0.0.1:{port}")
     module = K8sOpsServer(
         K8sOpsSettings(kubeconfig_path=str(kubeconfig), request_timeout_seconds=3, probe_timeout_seconds=1), budget

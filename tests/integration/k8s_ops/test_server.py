@@ -18,41 +18,18 @@ from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
 from mcpfleet_servers.k8s_ops.server import K8sOpsServer
 from mcpfleet_servers.k8s_ops.settings import K8sOpsSettings
 from tests.integration.k8s_ops.conftest import K8sOpsEmulator, pod, put
+from tests.integration.k8s_ops.session import HIGH_TOOLS, READ_TOOLS
 
 pytestmark = pytest.mark.integration
-
-READ = {
-    "cluster_info",
-    "list_namespaces",
-    "list_pods",
-    "get_pod",
-    "get_pod_logs",
-    "list_deployments",
-    "get_deployment",
-    "rollout_status",
-    "rollout_history",
-    "list_services",
-    "get_service",
-    "list_events",
-    "describe_resource",
-    "list_resources",
-    "get_resource",
-    "list_nodes",
-    "top_pods",
-    "top_nodes",
-    "generate_deployment_yaml",
-    "generate_deployment_from_description",
-}
-HIGH = {"restart_deployment", "rollback_deployment", "apply_manifest", "delete_resource", "exec_in_pod"}
 
 
 def test_tool_names_and_traits(server: K8sOpsServer) -> None:
     module: ServerModule = server
     tools = {t.name: t.traits for t in module.toolset()}
-    assert set(tools) == READ | HIGH | {"scale_deployment"}
-    for name in READ:
+    assert set(tools) == READ_TOOLS | HIGH_TOOLS | {"scale_deployment"}
+    for name in READ_TOOLS:
         assert (tools[name].read_only, tools[name].risk) == (True, Risk.SAFE), name
-    for name in HIGH:
+    for name in HIGH_TOOLS:
         assert (tools[name].destructive, tools[name].risk) == (True, Risk.HIGH), name
     scale = tools["scale_deployment"]
     assert (scale.risk, scale.destructive, scale.idempotent, scale.read_only) == (Risk.MEDIUM, False, True, False)
@@ -107,4 +84,4 @@ async def test_read_only_mode_offers_no_change_tools(
     fleet = build_server(K8sOpsServer(k8s, budget), base)
     async with Client(fleet.mcp) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-    assert names == READ
+    assert names == READ_TOOLS

@@ -19,6 +19,7 @@ from mcp.client import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.types import ElicitRequestParams, ElicitResult
 
+from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_servers.base.run import running
 from tests.integration.servers.conftest import MakeServer
 from tests.integration.servers.demo import SECRET, DemoModule
@@ -37,12 +38,6 @@ MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, 
 
 async def _accept(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
     return ElicitResult(action="accept", content={"confirm": True})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_streamable_http_end_to_end(make_server: MakeServer, server_env: pytest.MonkeyPatch) -> None:
@@ -141,7 +136,7 @@ def _env(**values: str) -> dict[str, str]:
 
 
 async def test_stdio_transport_with_http_probes() -> None:
-    port = _free_port()
+    port = free_port()
     parameters = StdioServerParameters(
         command=sys.executable,
         args=["-m", "tests.integration.servers.stdio_entry"],
@@ -176,7 +171,7 @@ def _wait_for_health(port: int, process: subprocess.Popen[Any], deadline: float)
 
 
 def test_sigterm_shuts_down_gracefully() -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.servers.stdio_entry"],
         env=_env(MCP_PORT=str(port)),
