@@ -89,6 +89,18 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
     async def namespace_writable(namespace: str | None = None, **_: Any) -> None:
         deps.writable(namespace)
 
+    async def patch_deployment(ns: str, name: str, body: dict[str, Any], context: str | None) -> None:
+        # Merge patches, recorded under the server's own field manager so later applies name it in conflicts.
+        await backend.request(
+            "PATCH",
+            DEPLOYMENT.path(ns, name),
+            Target("patch", DEPLOYMENT, ns, name),
+            context=context,
+            body=body,
+            query=[("fieldManager", settings.field_manager)],
+            content_type=MERGE_PATCH,
+        )
+
     @toolset.tool(risk=Risk.MEDIUM, read_only=False, destructive=False, idempotent=True)
     async def scale_deployment(
         name: NameArg,
@@ -98,20 +110,11 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
     ) -> ChangeResult:
         """Set a deployment's replica count (refused in protected namespaces)."""
         ns = deps.writable(namespace)
-        target = Target("patch", DEPLOYMENT, ns, name)
         current = await backend.request(
             "GET", DEPLOYMENT.path(ns, name), Target("get", DEPLOYMENT, ns, name), context=context
         )
         before = (current.get("spec") or {}).get("replicas")
-        await backend.request(
-            "PATCH",
-            DEPLOYMENT.path(ns, name),
-            target,
-            context=context,
-            body={"spec": {"replicas": replicas}},
-            query=[("fieldManager", settings.field_manager)],
-            content_type=MERGE_PATCH,
-        )
+        await patch_deployment(ns, name, {"spec": {"replicas": replicas}}, context)
         return ChangeResult(
             kind="Deployment",
             namespace=ns,
@@ -130,15 +133,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
         ns = deps.writable(namespace)
         patch = restart_patch()
         stamp = patch["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
-        await backend.request(
-            "PATCH",
-            DEPLOYMENT.path(ns, name),
-            Target("patch", DEPLOYMENT, ns, name),
-            context=context,
-            body=patch,
-            query=[("fieldManager", settings.field_manager)],
-            content_type=MERGE_PATCH,
-        )
+        await patch_deployment(ns, name, patch, context)
         return ChangeResult(
             kind="Deployment",
             namespace=ns,
@@ -191,15 +186,7 @@ def register_change(toolset: Toolset, deps: Deps) -> None:  # noqa: PLR0915 - on
             "metadata": {"resourceVersion": (dep.get("metadata") or {}).get("resourceVersion")},
             "spec": {"template": replacement_patch(template, rollback_template(chosen))},
         }
-        await backend.request(
-            "PATCH",
-            DEPLOYMENT.path(ns, name),
-            Target("patch", DEPLOYMENT, ns, name),
-            context=context,
-            body=patch,
-            query=[("fieldManager", settings.field_manager)],
-            content_type=MERGE_PATCH,
-        )
+        await patch_deployment(ns, name, patch, context)
         return ChangeResult(
             kind="Deployment",
             namespace=ns,
