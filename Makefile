@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration e2e tools tools-sync crds check-crds bench bench-k8s-ops clean
+.PHONY: help install lint typecheck test unit integration e2e system-deps tools tools-sync crds check-crds bench bench-k8s-ops clean
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,17 +28,20 @@ lint: $(STAMP) ## ruff (lint + format check) and the import-linter boundaries
 typecheck: $(STAMP) ## mypy --strict over every package, the tests and the benchmarks
 	$(BIN)/mypy contracts/mcpfleet_contracts operator/mcpfleet_operator servers cli/mcpfleet_cli tests benchmarks hack/tools/tools.py
 
-test: $(STAMP) ## Unit and integration tests
+test: $(STAMP) system-deps ## Unit and integration tests
 	$(BIN)/pytest tests/unit tests/integration
 
 unit: $(STAMP) ## Unit tests only (fast)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP) ## Integration tests only (operator and servers against the Kubernetes emulator, MCP sessions)
+integration: $(STAMP) system-deps ## Integration tests only (operator and servers against the Kubernetes emulator, MCP sessions)
 	$(BIN)/pytest tests/integration
 
 e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
 	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/pytest tests/e2e
+
+system-deps: ## Install the system packages tests run for real (redis-server, Debian package) when missing
+	hack/system-deps.sh
 
 tools: ## Build kube-apiserver, kube-controller-manager, kubectl, etcd, helm and consul into ~/.cache/mcpfleet (cached)
 	$(PYTHON) hack/tools/tools.py build
