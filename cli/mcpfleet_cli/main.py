@@ -25,6 +25,8 @@ rbac_app = typer.Typer(help="The operator's own RBAC.", no_args_is_help=True)
 app.add_typer(rbac_app, name="rbac")
 audit_app = typer.Typer(help="The gateway's audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+config_app = typer.Typer(help="The gateway's config file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 dev_app = typer.Typer(help="Development helpers.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 cluster_app = typer.Typer(
@@ -149,6 +151,71 @@ def server(
     run_server(build_server(module, settings))
 
 
+@app.command()
+def gateway(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="The gateway config (JSON or YAML). Default: MCPFLEET_GATEWAY_CONFIG, else built-in."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (overrides listen.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (overrides listen.port; 0 picks a free one).")] = None,
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve one local MCP client over stdin/stdout.")] = False,
+) -> None:
+    """Run the gateway: every server's tools behind one governed MCP endpoint (and a REST facade)."""
+    from mcpfleet_gateway.config import GatewaySettings  # noqa: PLC0415
+    from mcpfleet_gateway.config_store import ConfigInvalid  # noqa: PLC0415
+    from mcpfleet_gateway.run import run_gateway  # noqa: PLC0415
+
+    overrides: dict[str, Any] = {
+        key: value for key, value in (("config", config), ("host", host), ("port", port)) if value is not None
+    }
+    try:
+        settings = GatewaySettings(**overrides)
+    except ValidationError as exc:
+        raise _settings_error(exc, "MCPFLEET_GATEWAY_") from exc
+    try:
+        run_gateway(settings, stdio=stdio)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {settings.config}: {problem}" if settings.config else f"error: {problem}", err=True)
+        raise typer.Exit(code=2) from exc
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path, typer.Argument(help="A gateway config file (JSON or YAML).")],
+) -> None:
+    """Check a gateway config: exit 0 when valid, 1 listing every problem as <field>: <what to change>."""
+    from mcpfleet_gateway.config import config_store  # noqa: PLC0415
+    from mcpfleet_gateway.config_store import ConfigInvalid  # noqa: PLC0415
+
+    try:
+        config_store(file).load()
+    except OSError as exc:
+        typer.echo(f"error: {file}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            typer.echo(f"{file}: {problem}")
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"{file}: valid")
+
+
+@config_app.command("schema")
+def config_schema_print() -> None:
+    """Print the JSON Schema of the gateway config."""
+    import json  # noqa: PLC0415
+
+    from mcpfleet_gateway.config import config_schema  # noqa: PLC0415
+
+    typer.echo(json.dumps(config_schema(), indent=2))
+
+
 @crd_app.command("print")
 def crd_print() -> None:
     """Print the MCPServer CRD (YAML) generated from the typed models; `kubectl apply -f -` takes it."""
@@ -174,22 +241,57 @@ def rbac_print(
 
 @audit_app.command("verify")
 def audit_verify(
-    trail: Annotated[Path, typer.Argument(help="An audit trail as JSON lines (the gateway's audit log).")],
+    trail: Annotated[
+        Path | None, typer.Argument(help="An audit trail as JSON lines (the gateway's audit log).", show_default=False)
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="MCPFLEET_AUDIT_REDIS_URL",
+            help="Redis URL (redis://user:password@host:port/db) holding the audit stream (with --stream); keep "
+            "a password out of the command line with the environment variable.",
+            show_default=False,
+        ),
+    ] = None,
+    stream: Annotated[
+        str | None, typer.Option(help="The replica's audit stream, e.g. mcpfleet:audit:gw-1.", show_default=False)
+    ] = None,
     head: Annotated[
         str | None, typer.Option(help="The last head hash published elsewhere: also catches records cut off the end.")
     ] = None,
 ) -> None:
-    """Check the hash chain of an audit trail: exit 0 when intact, 1 naming every edited, missing or moved record."""
+    """Check the hash chain of an audit trail (a file, or a Redis stream with --redis and --stream): exit 0 when
+    intact, 1 naming every edited, missing or moved record, 2 when the trail cannot be read."""
     from mcpfleet_gateway.audit import read_lines, verify  # noqa: PLC0415
 
-    if not trail.is_file():
-        typer.echo(f"error: {trail} is not a file", err=True)
+    if (trail is None) == (stream is None):
+        typer.echo("error: give either a trail FILE or --redis URL --stream NAME (exactly one of them)", err=True)
         raise typer.Exit(code=2)
-    result = verify(read_lines(trail), expected_head=head)
+    if trail is not None:
+        if not trail.is_file():
+            typer.echo(f"error: {trail} is not a file", err=True)
+            raise typer.Exit(code=2)
+        label = str(trail)
+        result = verify(read_lines(trail), expected_head=head)
+    else:
+        from redis.exceptions import RedisError  # noqa: PLC0415
+
+        from mcpfleet_gateway.audit_sink import verify_stream  # noqa: PLC0415
+
+        if redis_url is None:
+            typer.echo("error: --stream needs --redis URL (or MCPFLEET_AUDIT_REDIS_URL)", err=True)
+            raise typer.Exit(code=2)
+        label = f"stream {stream}"
+        try:
+            result = verify_stream(redis_url, str(stream), expected_head=head)
+        except (LookupError, RedisError, OSError, ValueError) as exc:
+            typer.echo(f"error: cannot read {label}: {exc}", err=True)
+            raise typer.Exit(code=2) from None
     for problem in result.problems:
         typer.echo(problem)
     verdict = "intact" if result.ok else f"{len(result.problems)} problem(s)"
-    typer.echo(f"{trail}: {result.records} record(s), head {result.head}: {verdict}")
+    typer.echo(f"{label}: {result.records} record(s), head {result.head}: {verdict}")
     if not result.ok:
         raise typer.Exit(code=1)
 

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,8 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 SHA256_HEX = r"^[0-9a-f]{64}$"
+TOKEN_CACHE_SECONDS = 60.0
+TOKEN_CACHE_ENTRIES = 10_000
 
 
 class ApiKey(BaseModel):
@@ -61,8 +64,6 @@ class AuthSettings(BaseModel):
     def _a_way_to_check_tokens(self) -> AuthSettings:
         if "HS256" in self.algorithms and self.hs256_secret is None:
             raise ValueError("algorithms include HS256: set hs256_secret")
-        if {"RS256", "ES256"} & set(self.algorithms) and self.jwks_url is None and self.hs256_secret is None:
-            raise ValueError("set jwks_url (for RS256/ES256) or hs256_secret with algorithms [HS256]")
         if (self.jwks_url or self.hs256_secret) and not self.audience:
             raise ValueError("set audience: a token minted for another service must not be accepted")
         return self
@@ -97,6 +98,9 @@ class Authenticator:
         self._keys: jwt.PyJWKSet | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        # Verified tokens, so a client sending the same token on every call pays the signature check once.
+        # An entry lives until the token's exp (never longer than TOKEN_CACHE_SECONDS) and the cache is bounded.
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     def challenge(self, error: str | None = None, description: str | None = None) -> str:
         parts = ['Bearer realm="mcpfleet"']
@@ -132,6 +136,19 @@ class Authenticator:
         raise Unauthenticated("unknown API key", self.challenge("invalid_token"))
 
     async def _by_token(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached[0] > time.time():
+                return cached[1]
+            del self._verified[token]
+        principal = await self._verify(token)
+        expires = float(principal.claims.get("exp", 0))
+        self._verified[token] = (min(expires, time.time() + TOKEN_CACHE_SECONDS), principal)
+        if len(self._verified) > TOKEN_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
@@ -140,6 +157,11 @@ class Authenticator:
                 raise Unauthenticated(
                     f"token algorithm {algorithm!r} is not accepted (accepted: {', '.join(settings.algorithms)})",
                     self.challenge("invalid_token", "algorithm not accepted"),
+                )
+            if algorithm != "HS256" and settings.jwks_url is None:
+                raise Unauthenticated(
+                    f"this gateway has no keys for {algorithm} tokens (its auth.jwks_url is not set)",
+                    self.challenge("invalid_token", "no keys configured"),
                 )
             key: Any
             if algorithm == "HS256":

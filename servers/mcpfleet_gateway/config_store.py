@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -78,12 +78,21 @@ def describe(exc: ValidationError) -> list[str]:
 class ConfigStore(Generic[M]):
     """One config file of type ``model`` with its backups."""
 
-    def __init__(self, path: Path, model: type[M], *, keep: int = DEFAULT_BACKUPS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        model: type[M],
+        *,
+        keep: int = DEFAULT_BACKUPS,
+        prepare: Callable[[Any], Any] | None = None,
+    ) -> None:
         if keep < 1:
             raise ValueError("keep at least one backup")
         self.path = path.absolute()
         self.model = model
         self.keep = keep
+        # Applied to the parsed document before validation (e.g. ${VAR} expansion); the file keeps the raw text.
+        self._prepare = prepare
 
     # -- what may be touched ------------------------------------------------------------------------
 
@@ -110,6 +119,8 @@ class ConfigStore(Generic[M]):
         document = parse_document(text, suffix=self.path.suffix.lower())
         if document is None:
             raise ConfigInvalid(["(top level): the file is empty"])
+        if self._prepare is not None:
+            document = self._prepare(document)
         try:
             return self.model.model_validate(document)
         except ValidationError as exc:

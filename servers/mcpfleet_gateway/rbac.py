@@ -30,9 +30,24 @@ class RoleSpec(BaseModel):
     max_risk: Risk = Field(default=Risk.SAFE, description="The riskiest tool this role may call.")
 
 
+# The seed's three roles, generalised from k8s to every server prefix: permissions are <prefix>:<verb>
+# (mcpfleet_contracts.catalog.required_permission), and the risk ceiling is the backstop for any verb.
+READ_PERMISSIONS = ("*:get", "*:query")
+CHANGE_PERMISSIONS = (
+    "*:scale",
+    "*:update",
+    "*:patch",
+    "*:set",
+    "*:label",
+    "*:annotate",
+    "*:cordon",
+    "*:uncordon",
+    "*:expire",
+    "*:create",
+)
 DEFAULT_ROLES: dict[str, RoleSpec] = {
-    "viewer": RoleSpec(permissions=(LIST, EXECUTE, "k8s:get", "metrics:query"), max_risk=Risk.SAFE),
-    "operator": RoleSpec(permissions=(LIST, EXECUTE, "k8s:get", "k8s:scale", "metrics:query"), max_risk=Risk.MEDIUM),
+    "viewer": RoleSpec(permissions=(LIST, EXECUTE, *READ_PERMISSIONS), max_risk=Risk.SAFE),
+    "operator": RoleSpec(permissions=(LIST, EXECUTE, *READ_PERMISSIONS, *CHANGE_PERMISSIONS), max_risk=Risk.MEDIUM),
     "admin": RoleSpec(permissions=("*",), max_risk=Risk.HIGH),
 }
 

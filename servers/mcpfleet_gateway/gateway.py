@@ -1,0 +1,635 @@
+"""The gateway's core: one governed path for every call, whichever transport brought it.
+
+A call goes: look the tool up → validate the arguments against its input schema → authorize (roles,
+permissions, risk ceiling, namespace scoping) → rate-limit → answer from the cache (SAFE tools with a
+TTL) or forward to the upstream (retries for SAFE tools only) → audit → metrics. Every refusal is
+audited too. The routing table is replaced whole on reload; a running call keeps the route it began with,
+and an upstream that left the config is closed only after its calls finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import orjson
+import redis.asyncio as redis
+from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from mcpfleet_contracts.catalog import Catalog
+from mcpfleet_contracts.mcpserver import Risk, Transport
+from mcpfleet_gateway import audit
+from mcpfleet_gateway.audit_sink import AuditSettings, AuditWriter
+from mcpfleet_gateway.auth import Authenticator, Principal
+from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, ToolOverride
+from mcpfleet_gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidArguments,
+    PassThrough,
+    RateLimited,
+    UnknownResource,
+    UnknownTool,
+)
+from mcpfleet_gateway.metrics import GatewayMetrics
+from mcpfleet_gateway.ratelimit import RateLimiter
+from mcpfleet_gateway.rbac import Authorizer
+from mcpfleet_gateway.table import (
+    ArgumentError,
+    PromptRoute,
+    ResourceRoute,
+    Route,
+    ToolOverrides,
+    ToolTable,
+    entry_for,
+    prefixed_prompt,
+    prefixed_resource,
+    with_overrides,
+)
+from mcpfleet_gateway.upstreams.base import Upstream, build_upstream
+from mcpfleet_gateway.upstreams.errors import (
+    UpstreamError,
+    UpstreamRPCError,
+    UpstreamTimeout,
+)
+from mcpfleet_gateway.upstreams.spec import UpstreamSpec
+
+log = logging.getLogger(__name__)
+
+LocalTools = Callable[["Gateway"], Iterable[tuple[Route, ...]]]
+Listener = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: Principal
+    client_address: str | None = None
+    transport: str = "mcp"
+    request_id: str = ""
+
+    def with_request(self, request_id: str | None = None) -> Caller:
+        return Caller(self.principal, self.client_address, self.transport, request_id or uuid.uuid4().hex)
+
+
+class ResultCache:
+    """SAFE answers by (tool, canonical arguments), each until its TTL; LRU-bounded in entries and entry size."""
+
+    def __init__(self, max_entries: int, max_entry_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_entry_bytes = max_entry_bytes
+        self._entries: OrderedDict[tuple[str, bytes], tuple[float, types.CallToolResult]] = OrderedDict()
+
+    @staticmethod
+    def key(tool: str, arguments: Mapping[str, Any]) -> tuple[str, bytes]:
+        return tool, orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+
+    def get(self, key: tuple[str, bytes]) -> types.CallToolResult | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        expires, result = found
+        if expires < time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return result
+
+    def put(self, key: tuple[str, bytes], ttl: float, result: types.CallToolResult, size: int) -> None:
+        if self.max_entries == 0 or size > self.max_entry_bytes or result.is_error:
+            return
+        self._entries[key] = (time.monotonic() + ttl, result)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _overrides(tools: Mapping[str, ToolOverride]) -> dict[str, ToolOverrides]:
+    return {
+        name: ToolOverrides(o.risk, o.timeout_seconds, o.cache_ttl_seconds, o.permissions) for name, o in tools.items()
+    }
+
+
+def _catalog_spec(server_transport: Transport, endpoint: str, prefix: str) -> UpstreamSpec:
+    transport = "sse" if server_transport is Transport.SSE else "streamable-http"
+    return UpstreamSpec.model_validate({"transport": transport, "url": endpoint, "prefix": prefix})
+
+
+def _text(result: types.CallToolResult) -> int:
+    return sum(len(block.text) for block in result.content if isinstance(block, types.TextContent))
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        settings: GatewaySettings,
+        *,
+        metrics: GatewayMetrics | None = None,
+        local_tools: LocalTools | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.metrics = metrics or GatewayMetrics()
+        self.replica = settings.replica
+        self._local_tools = local_tools
+        self.table = ToolTable()
+        self.upstreams: dict[str, Upstream] = {}
+        self.upstream_listings: dict[str, tuple[list[types.Tool], list[types.Resource], list[types.Prompt]]] = {}
+        self.catalog: Catalog | None = None
+        self.catalog_problem: str | None = None
+        self.redis: redis.Redis | None = None
+        self.authenticator = Authenticator(config.auth)
+        self.authorizer = Authorizer(config.rbac)
+        self.limiter: RateLimiter | None = None
+        self.audit: AuditWriter | None = None
+        self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
+        self._visible: dict[frozenset[str], list[types.Tool]] = {}
+        self._listeners: set[Listener] = set()
+        self._in_flight: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}  # retired upstreams waiting for their last call
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._rebuild_lock = asyncio.Lock()
+        self.started = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        if config.redis.url is not None:
+            self.redis = redis.Redis.from_url(
+                config.redis.url.get_secret_value(),
+                socket_timeout=config.redis.timeout_seconds,
+                socket_connect_timeout=config.redis.timeout_seconds,
+                health_check_interval=30,
+                # One quick retry: the limiter and the audit writer have their own outage handling, and redis-py's
+                # default of 10 retries would make every call wait out a dead Redis.
+                retry=Retry(NoBackoff(), 1),
+            )
+        self.limiter = RateLimiter(config.rate_limits, self.redis, self.metrics.ratelimit)
+        if config.audit.enabled:
+            self.audit = AuditWriter(
+                _per_replica(config.audit, self.replica),
+                replica=self.replica,
+                redis=self.redis,
+                metrics=self.metrics.audit,
+            )
+            await self.audit.start()
+        await self._connect_upstreams(config.upstreams)
+        self._load_catalog()
+        await self.rebuild("start")
+        self.started = True
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(*(upstream.close() for upstream in self.upstreams.values()), return_exceptions=True)
+        self.upstreams.clear()
+        if self.audit is not None:
+            await self.audit.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- upstreams and the table ----------------------------------------------------------------------
+
+    def _catalog_upstream_name(self, server_name: str) -> str:
+        return f"catalog/{server_name}"
+
+    async def _connect_upstreams(self, specs: Mapping[str, UpstreamSpec]) -> None:
+        """Start the static upstreams that are new or changed; close the ones that left (after their calls)."""
+        wanted = dict(specs)
+        for name in [n for n in self.upstreams if not n.startswith("catalog/")]:
+            if name not in wanted or self.upstreams[name].spec != wanted[name]:
+                self._retire(name)
+        started = [name for name in wanted if name not in self.upstreams]
+        for name in started:
+            upstream = build_upstream(name, wanted[name], self.metrics.upstreams)
+            upstream.on_list_changed = self._list_changed_callback(name)
+            self.upstreams[name] = upstream
+        await asyncio.gather(*(self._start_and_list(name) for name in started))
+
+    def _list_changed_callback(self, name: str) -> Listener:
+        async def changed() -> None:
+            await self._list_upstream(name)
+            await self.rebuild(f"upstream {name}")
+
+        return changed
+
+    async def _start_and_list(self, name: str) -> None:
+        upstream = self.upstreams[name]
+        try:
+            await upstream.start()
+        except (UpstreamError, OSError) as exc:
+            log.warning("upstream %s did not start: %s (retrying in the background)", name, exc)
+        await self._list_upstream(name)
+
+    async def _list_upstream(self, name: str) -> bool:
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            return False
+        try:
+            tools = await upstream.list_tools()
+            resources = await self._optional(upstream.list_resources())
+            prompts = await self._optional(upstream.list_prompts())
+        except (UpstreamError, OSError) as exc:
+            log.warning("listing upstream %s failed: %s", name, exc)
+            return False
+        self.upstream_listings[name] = (tools, resources, prompts)
+        return True
+
+    @staticmethod
+    async def _optional(listing: Awaitable[list[Any]]) -> list[Any]:
+        """Resources and prompts are optional capabilities: an upstream without them has none."""
+        try:
+            return await listing
+        except UpstreamRPCError:
+            return []
+
+    def _retire(self, name: str) -> None:
+        upstream = self.upstreams.pop(name)
+        self.upstream_listings.pop(name, None)
+        self.spawn(self._close_when_idle(name, upstream))
+
+    async def _close_when_idle(self, name: str, upstream: Upstream) -> None:
+        """Close a retired upstream once its running calls have answered (bounded by its call timeout)."""
+        if self._in_flight.get(name, 0) > 0:
+            idle = self._idle.setdefault(name, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), timeout=upstream.spec.timeouts.call + 5)
+            self._idle.pop(name, None)
+        await upstream.close()
+
+    def _load_catalog(self) -> bool:
+        """Read the catalog file; an unreadable or invalid one keeps the last good catalog serving."""
+        path = self.config.catalog.path
+        if path is None:
+            changed = self.catalog is not None
+            self.catalog = None
+            return changed
+        try:
+            catalog = Catalog.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError, ValueError) as exc:
+            self.catalog_problem = f"catalog {path}: {str(exc).splitlines()[0]}"
+            log.error("%s; serving the last good catalog", self.catalog_problem)
+            self.metrics.reloads.labels(source="catalog", outcome="invalid").inc()
+            return False
+        self.catalog_problem = None
+        if self.catalog is not None and catalog == self.catalog:
+            return False
+        self.catalog = catalog
+        self.metrics.catalog_revision.set(catalog.revision)
+        return True
+
+    def _sync_catalog_upstreams(self) -> None:
+        wanted: dict[str, UpstreamSpec] = {}
+        if self.catalog is not None:
+            for server in self.catalog.servers:
+                wanted[self._catalog_upstream_name(server.name)] = _catalog_spec(
+                    server.transport, server.endpoint, server.prefix
+                )
+        for name in [n for n in self.upstreams if n.startswith("catalog/")]:
+            if name not in wanted or self.upstreams[name].spec != wanted[name]:
+                self._retire(name)
+        for name, spec in wanted.items():
+            if name not in self.upstreams:
+                upstream = build_upstream(name, spec, self.metrics.upstreams)
+                self.upstreams[name] = upstream
+                self.spawn(self._start_quietly(upstream))
+
+    @staticmethod
+    async def _start_quietly(upstream: Upstream) -> None:
+        with contextlib.suppress(UpstreamError, OSError):
+            await upstream.start()
+
+    def build_table(self) -> ToolTable:
+        config = self.config
+        overrides = _overrides(config.tools)
+        table = ToolTable()
+        if self._local_tools is not None:
+            for routes in self._local_tools(self):
+                for route in routes:
+                    table.add_tool(route)
+        for name, (tools, resources, prompts) in sorted(self.upstream_listings.items()):
+            upstream = self.upstreams.get(name)
+            if upstream is None:
+                continue
+            prefix = upstream.spec.prefix or name
+            for tool in tools:
+                entry = entry_for(prefix, tool, separator=config.separator, overrides=overrides)
+                table.add_tool(Route(entry, upstream, name))
+            for resource in resources:
+                table.add_resource(ResourceRoute(prefixed_resource(prefix, resource, config.separator), upstream, name))
+            for prompt in prompts:
+                table.add_prompt(
+                    PromptRoute(prefixed_prompt(prefix, prompt, config.separator), prompt.name, upstream, name)
+                )
+        if self.catalog is not None:
+            for server in self.catalog.servers:
+                backend = self.upstreams.get(self._catalog_upstream_name(server.name))
+                if backend is None:
+                    continue
+                for entry in server.tools:
+                    table.add_tool(Route(with_overrides(entry, overrides), backend, server.name))
+        if self.catalog_problem:
+            table.problems.append(self.catalog_problem)
+        return table
+
+    async def rebuild(self, why: str) -> None:
+        async with self._rebuild_lock:
+            self._sync_catalog_upstreams()
+            table = self.build_table()
+            changed = set(table.tools) != set(self.table.tools) or any(
+                table.tools[name].entry != self.table.tools[name].entry for name in table.tools
+            )
+            changed = changed or table.resources.keys() != self.table.resources.keys()
+            changed = changed or table.prompts.keys() != self.table.prompts.keys()
+            self.table = table
+            self._visible.clear()
+            self.cache.clear()
+            self.metrics.tools.set(len(table.tools))
+            self.metrics.problems.set(len(table.problems))
+            for problem in table.problems:
+                log.warning("%s", problem)
+            log.info("routing table rebuilt (%s): %d tools", why, len(table.tools))
+        if changed and self.started:
+            await self.notify_list_changed()
+
+    async def reload_config(self, config: GatewayConfig) -> None:
+        """Apply a new config without dropping calls: policies swap at once, upstreams by difference."""
+        self.config = config
+        self.authenticator = Authenticator(config.auth)
+        self.authorizer = Authorizer(config.rbac)
+        if self.limiter is not None and config.rate_limits != self.limiter.settings:
+            self.limiter = RateLimiter(config.rate_limits, self.redis, self.metrics.ratelimit)
+        self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
+        await self._connect_upstreams(config.upstreams)
+        self._load_catalog()
+        await self.rebuild("config")
+        self.metrics.reloads.labels(source="config", outcome="ok").inc()
+
+    async def reload_catalog(self) -> None:
+        if self._load_catalog():
+            self.metrics.reloads.labels(source="catalog", outcome="ok").inc()
+            await self.rebuild("catalog")
+
+    async def refresh_upstreams(self) -> None:
+        """Re-list static upstreams that failed before (or changed without telling); rebuild when needed."""
+        names = [name for name in self.upstreams if not name.startswith("catalog/")]
+        before = {name: self.upstream_listings.get(name) for name in names}
+        await asyncio.gather(*(self._list_upstream(name) for name in names))
+        if any(self.upstream_listings.get(name) != before[name] for name in names):
+            await self.rebuild("upstream refresh")
+
+    # -- list_changed -----------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    async def notify_list_changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                await asyncio.wait_for(listener(), timeout=5)
+            except Exception as exc:
+                log.debug("list_changed to a client failed: %s", exc)
+                self._listeners.discard(listener)
+
+    # -- serving ----------------------------------------------------------------------------------------
+
+    def visible_tools(self, principal: Principal) -> list[types.Tool]:
+        key = frozenset(principal.roles)
+        found = self._visible.get(key)
+        if found is None:
+            routes = list(self.table.tools.values())
+            allowed = {grant.name for grant in self.authorizer.visible(principal.roles, (r.grant for r in routes))}
+            found = [route.listed for route in routes if route.name in allowed]
+            self._visible[key] = found
+        return found
+
+    def _audit(
+        self,
+        caller: Caller,
+        tool: str | None,
+        arguments: Mapping[str, Any],
+        decision: audit.Decision,
+        *,
+        reason: str | None = None,
+        status: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        if self.audit is None:
+            return
+        latency = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+        self.audit.submit(
+            audit.event(
+                request_id=caller.request_id,
+                subject=caller.principal.subject,
+                roles=caller.principal.roles,
+                client_address=caller.client_address,
+                tool=tool,
+                arguments=dict(arguments),
+                decision=decision,
+                reason=reason,
+                status=status,
+                latency_ms=latency,
+            )
+        )
+
+    def refuse(
+        self,
+        caller: Caller,
+        tool: str | None,
+        arguments: Mapping[str, Any],
+        error: GatewayError,
+        outcome: str,
+        started: float | None = None,
+    ) -> GatewayError:
+        decision: audit.Decision = "rate-limited" if isinstance(error, RateLimited) else "denied"
+        self._audit(caller, tool, arguments, decision, reason=error.message, status=outcome, started=started)
+        self.metrics.denials.labels(reason=outcome).inc()
+        if tool is not None and tool in self.table.tools:
+            server, _, _name = tool.partition(self.config.separator)
+            self.metrics.calls.labels(server=server, tool=tool, outcome=outcome).inc()
+        return error
+
+    def refuse_unauthenticated(self, client_address: str | None, path: str, reason: str) -> None:
+        """A request without acceptable credentials is a denial too: audited with who it claimed to be (nobody)."""
+        caller = Caller(Principal("unauthenticated", (), "anonymous"), client_address, "http", uuid.uuid4().hex)
+        self._audit(caller, None, {"path": path}, "denied", reason=reason, status="unauthenticated")
+
+    async def call_tool(self, caller: Caller, name: str, arguments: Mapping[str, Any] | None) -> types.CallToolResult:
+        started = time.perf_counter()
+        args = dict(arguments or {})
+        route = self.table.tools.get(name)
+        if route is None:
+            raise self.refuse(
+                caller,
+                name,
+                args,
+                UnknownTool(f"unknown tool {name!r}: tools/list shows the tools you may call"),
+                "unknown-tool",
+            )
+        try:
+            route.validate(args)
+        except ArgumentError as exc:
+            raise self.refuse(
+                caller,
+                name,
+                args,
+                InvalidArguments(f"invalid arguments for {name}: {exc}", {"field": exc.field}),
+                "invalid",
+            ) from None
+        decision = self.authorizer.authorize(caller.principal.roles, route.grant, args)
+        if not decision.allowed:
+            raise self.refuse(caller, name, args, Forbidden(f"forbidden: {decision.reason}"), "denied")
+        assert self.limiter is not None
+        limit = await self.limiter.check(caller.principal.subject, name, route.risk)
+        if not limit.allowed:
+            message = limit.reason or f"rate limited: {limit.scope} limit {limit.limit} reached"
+            raise self.refuse(
+                caller,
+                name,
+                args,
+                RateLimited(message, limit.retry_after, {"scope": limit.scope}),
+                "rate-limited",
+                started,
+            )
+        return await self._forward(caller, route, args, started)
+
+    async def _forward(
+        self, caller: Caller, route: Route, args: dict[str, Any], started: float
+    ) -> types.CallToolResult:
+        name, entry = route.name, route.entry
+        server = name.partition(self.config.separator)[0]
+        cache_key = ResultCache.key(name, args) if entry.cache_ttl_seconds > 0 else None
+        if cache_key is not None:
+            cached = self.cache.get(cache_key)
+            self.metrics.cache.labels(result="hit" if cached else "miss").inc()
+            if cached is not None:
+                self._finish(caller, route, args, "cached", started, server)
+                return cached
+        source = route.source
+        self._in_flight[source] = self._in_flight.get(source, 0) + 1
+        self.metrics.in_flight.inc()
+        try:
+            result = await route.backend.call_tool(
+                entry.upstream_name, args, timeout=entry.timeout_seconds, retry=route.risk is Risk.SAFE
+            )
+        except UpstreamRPCError as exc:
+            self._finish(caller, route, args, "upstream-error", started, server, reason=exc.message)
+            raise PassThrough(exc.code, exc.message, exc.data) from None
+        except UpstreamTimeout as exc:
+            self._finish(caller, route, args, "timeout", started, server, reason=str(exc))
+            return _error_result(f"{name} timed out after {entry.timeout_seconds:g} s: {exc}")
+        except UpstreamError as exc:
+            self._finish(caller, route, args, "upstream-error", started, server, reason=str(exc))
+            return _error_result(f"{name} could not be called: {exc}")
+        finally:
+            self._in_flight[source] -= 1
+            self.metrics.in_flight.dec()
+            if self._in_flight[source] == 0 and source in self._idle:
+                self._idle[source].set()
+        outcome = "tool-error" if result.is_error else "ok"
+        if cache_key is not None and not result.is_error:
+            self.cache.put(cache_key, entry.cache_ttl_seconds, result, _text(result))
+        self._finish(caller, route, args, outcome, started, server)
+        return result
+
+    def _finish(
+        self,
+        caller: Caller,
+        route: Route,
+        args: Mapping[str, Any],
+        outcome: str,
+        started: float,
+        server: str,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        self.metrics.calls.labels(server=server, tool=route.name, outcome=outcome).inc()
+        self.metrics.latency.labels(server=server, tool=route.name).observe(time.perf_counter() - started)
+        decision: audit.Decision = "allowed" if outcome in ("ok", "tool-error", "cached") else "error"
+        self._audit(caller, route.name, args, decision, reason=reason, status=outcome, started=started)
+
+    # -- resources and prompts --------------------------------------------------------------------------
+
+    def visible_resources(self, principal: Principal) -> list[types.Resource]:
+        if not self.authorizer.may_list(principal.roles):
+            return []
+        return [route.resource for route in self.table.resources.values()]
+
+    async def read_resource(self, caller: Caller, uri: str) -> types.ReadResourceResult:
+        route = self.table.resources.get(uri)
+        if route is None:
+            raise UnknownResource(f"unknown resource {uri!r}: resources/list shows what there is")
+        if not self.authorizer.may_list(caller.principal.roles):
+            raise Forbidden("forbidden: reading resources needs tools:list")
+        self._audit(caller, f"resource:{uri}", {}, "allowed", status="ok")
+        try:
+            return await route.backend.read_resource(uri)
+        except UpstreamRPCError as exc:
+            raise PassThrough(exc.code, exc.message, exc.data) from None
+
+    def visible_prompts(self, principal: Principal) -> list[types.Prompt]:
+        if not self.authorizer.may_list(principal.roles):
+            return []
+        return [route.prompt for route in self.table.prompts.values()]
+
+    async def get_prompt(self, caller: Caller, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        route = self.table.prompts.get(name)
+        if route is None:
+            raise UnknownResource(f"unknown prompt {name!r}: prompts/list shows what there is")
+        if not self.authorizer.may_list(caller.principal.roles):
+            raise Forbidden("forbidden: prompts need tools:list")
+        try:
+            return await route.backend.get_prompt(route.upstream_name, arguments)
+        except UpstreamRPCError as exc:
+            raise PassThrough(exc.code, exc.message, exc.data) from None
+
+    # -- health -------------------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        upstreams = {}
+        for name, upstream in self.upstreams.items():
+            health = upstream.health()
+            upstreams[name] = {"up": health.up, "breaker": health.breaker, "lastError": health.last_error}
+        return {
+            "ready": self.started,
+            "tools": len(self.table.tools),
+            "catalogRevision": self.catalog.revision if self.catalog else None,
+            "upstreams": upstreams,
+            "problems": list(self.table.problems),
+        }
+
+
+def _per_replica(settings: AuditSettings, replica: str) -> AuditSettings:
+    """`{replica}` in the log and spool paths: replicas sharing a volume keep separate chains."""
+    changes: dict[str, Any] = {"spool_dir": Path(str(settings.spool_dir).replace("{replica}", replica))}
+    if settings.log_path is not None:
+        changes["log_path"] = Path(str(settings.log_path).replace("{replica}", replica))
+    return settings.model_copy(update=changes)
+
+
+def _error_result(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)

@@ -1,0 +1,228 @@
+"""Running the gateway: start the core, serve HTTP (or stdio), watch the config and catalog files, stop cleanly.
+
+Reloads are polled, not pushed: a ConfigMap mounted in a Pod changes by a symlink swap that file-event
+APIs report unreliably, and a stat per second costs nothing. A config that fails validation is logged and
+counted; the running one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import uvicorn
+
+from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, config_store
+from mcpfleet_gateway.config_store import ConfigInvalid
+from mcpfleet_gateway.gateway import Gateway
+from mcpfleet_gateway.selfconfig import self_config_tools
+from mcpfleet_gateway.server import build_app, initialization_options
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+UPSTREAM_REFRESH_SECONDS = 15.0
+
+
+def load_config(settings: GatewaySettings) -> GatewayConfig:
+    """The config file, validated and ${VAR} expanded; ConfigInvalid names each problem."""
+    if settings.config is None:
+        missing = "no config file: pass --config FILE or set MCPFLEET_GATEWAY_CONFIG (`mcpfleet config schema`)"
+        raise ConfigInvalid([missing])
+    config = config_store(settings.config).load()
+    listen = config.listen.model_copy(
+        update={k: v for k, v in (("port", settings.port), ("host", settings.host)) if v is not None}
+    )
+    return config.model_copy(update={"listen": listen})
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)  # follows symlinks: a ConfigMap's ..data swap changes the target
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@dataclass
+class Watcher:
+    gateway: Gateway
+
+    async def run(self) -> None:
+        settings = self.gateway.settings
+        config_seen = _stamp(settings.config)
+        catalog_seen = _stamp(self.gateway.config.catalog.path)
+        last_refresh = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(self.gateway.config.catalog.poll_seconds)
+            stamp = _stamp(settings.config)
+            if stamp != config_seen:
+                config_seen = stamp
+                await self._reload_config()
+            stamp = _stamp(self.gateway.config.catalog.path)
+            if stamp != catalog_seen:
+                catalog_seen = stamp
+                await self.gateway.reload_catalog()
+            now = asyncio.get_running_loop().time()
+            if now - last_refresh >= UPSTREAM_REFRESH_SECONDS:
+                last_refresh = now
+                await self.gateway.refresh_upstreams()
+
+    async def _reload_config(self) -> None:
+        settings = self.gateway.settings
+        try:
+            config = await asyncio.to_thread(load_config, settings)
+        except (ConfigInvalid, OSError) as exc:
+            log.error("config %s not reloaded, the running config stays: %s", settings.config, exc)
+            self.gateway.metrics.reloads.labels(source="config", outcome="invalid").inc()
+            return
+        if config != self.gateway.config:
+            await self.gateway.reload_config(config)
+            log.info("config %s reloaded", settings.config)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the runner owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class GatewayRunner:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.serving = anyio.Event()
+        self._http: _Uvicorn | None = None
+        self._stdio: anyio.CancelScope | None = None
+
+    @property
+    def port(self) -> int:
+        if self._http is None or not self._http.servers:
+            raise RuntimeError("the gateway is not listening yet")
+        return int(self._http.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        listen = self.gateway.config.listen
+        return f"http://{listen.host}:{self.port}{listen.mcp_path}"
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._stdio is not None:
+            self._stdio.cancel()
+
+    async def run(self, *, stdio: bool = False) -> None:
+        gateway = self.gateway
+        await gateway.start()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(Watcher(gateway).run)
+                if stdio:
+                    await self._serve_stdio()
+                else:
+                    await self._serve_http()
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(GRACEFUL_SHUTDOWN_SECONDS):
+                await gateway.close()
+
+    async def _serve_http(self) -> None:
+        app, _, _ = build_app(self.gateway)
+        listen = self.gateway.config.listen
+        config = uvicorn.Config(
+            app,
+            host=listen.host,
+            port=listen.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="none",
+            http="httptools",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            limit_concurrency=None,
+            backlog=2048,
+        )
+        self._http = _Uvicorn(config)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._http.serve)
+            while not self._http.started:
+                if self._http.should_exit:
+                    return
+                await anyio.sleep(0.02)
+            log.info("gateway serving MCP on %s (REST under %s)", self.url, listen.rest_prefix)
+            self.serving.set()
+
+    async def _serve_stdio(self) -> None:
+        from mcp.server.stdio import stdio_server  # noqa: PLC0415
+
+        _, server, _sessions = build_app(self.gateway)
+        self.serving.set()
+        with anyio.CancelScope() as self._stdio:
+            async with stdio_server() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, initialization_options(server))
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway) -> AsyncIterator[GatewayRunner]:
+    """Serve in the background for the block (tests, embedding); stops and closes on exit."""
+    runner = GatewayRunner(gateway)
+    async with anyio.create_task_group() as group:
+        group.start_soon(runner.run)
+        with anyio.fail_after(30):
+            await runner.serving.wait()
+        try:
+            yield runner
+        finally:
+            runner.stop()
+
+
+def build_gateway(settings: GatewaySettings, config: GatewayConfig) -> Gateway:
+    return Gateway(config, settings, local_tools=self_config_tools)
+
+
+async def serve_until_signalled(gateway: Gateway, *, stdio: bool = False) -> None:
+    runner = GatewayRunner(gateway)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runner.stop)
+    try:
+        await runner.run(stdio=stdio)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def configure_logging(settings: GatewaySettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)  # stdout belongs to MCP in stdio mode
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # One line per upstream HTTP request would drown the gateway's own log.
+    for chatty in ("httpx2", "httpx", "mcp.client.sse", "mcp.client.streamable_http"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
+def run_gateway(settings: GatewaySettings, *, stdio: bool = False) -> None:
+    """Blocking entry point of `mcpfleet gateway`; uvloop when available (it roughly halves per-call overhead)."""
+    configure_logging(settings)
+    config = load_config(settings)
+    gateway = build_gateway(settings, config)
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        asyncio.run(serve_until_signalled(gateway, stdio=stdio))
+    else:
+        uvloop.run(serve_until_signalled(gateway, stdio=stdio))
