@@ -345,10 +345,11 @@ async def client_side_costs(client: mcp.Client, result: Any, rounds: int = 10) -
     parse the CallToolResult from its JSON, and check the structured content against the tool's
     output schema (the client validates every result with jsonschema; the validator is compiled once).
     """
-    from jsonschema.validators import validator_for  # type: ignore[import-untyped]  # noqa: PLC0415
+    from jsonschema.validators import validator_for  # noqa: PLC0415
 
     tools = await client.list_tools()
     schema = next(tool.output_schema for tool in tools.tools if tool.name == "list_pods")
+    assert schema is not None, "list_pods declares an output schema"
     wire = result.model_dump_json(by_alias=True, exclude_none=True)
     validator = validator_for(schema)(schema)
     parse: list[float] = []
