@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration e2e system-deps tools tools-sync crds check-crds bench bench-k8s-ops clean
+.PHONY: help install lint typecheck test unit integration e2e system-deps tools tools-sync crds check-crds bench bench-k8s-ops bench-gateway clean
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ bench: $(STAMP) ## Operator scale benchmark (1,000 MCPServers in the emulator); 
 
 bench-k8s-ops: $(STAMP) tools ## k8s-ops server benchmark (5,000 pods on a real control plane); see docs/benchmarks.md
 	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/python benchmarks/k8s_ops.py
+
+bench-gateway: $(STAMP) system-deps ## Gateway overhead: direct vs mcpfleet vs ContextForge at 1/10/50 clients; see docs/benchmarks.md
+	$(BIN)/python benchmarks/gateway_overhead.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

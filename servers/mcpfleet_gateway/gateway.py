@@ -17,7 +17,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -30,7 +29,7 @@ from redis.backoff import NoBackoff
 from mcpfleet_contracts.catalog import Catalog
 from mcpfleet_contracts.mcpserver import Risk, Transport
 from mcpfleet_gateway import audit
-from mcpfleet_gateway.audit_sink import AuditSettings, AuditWriter
+from mcpfleet_gateway.audit_sink import AuditWriter
 from mcpfleet_gateway.auth import Authenticator, Principal
 from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, ToolOverride
 from mcpfleet_gateway.errors import (
@@ -182,7 +181,7 @@ class Gateway:
         self.limiter = RateLimiter(config.rate_limits, self.redis, self.metrics.ratelimit)
         if config.audit.enabled:
             self.audit = AuditWriter(
-                _per_replica(config.audit, self.replica),
+                config.audit,
                 replica=self.replica,
                 redis=self.redis,
                 metrics=self.metrics.audit,
@@ -621,14 +620,6 @@ class Gateway:
             "upstreams": upstreams,
             "problems": list(self.table.problems),
         }
-
-
-def _per_replica(settings: AuditSettings, replica: str) -> AuditSettings:
-    """`{replica}` in the log and spool paths: replicas sharing a volume keep separate chains."""
-    changes: dict[str, Any] = {"spool_dir": Path(str(settings.spool_dir).replace("{replica}", replica))}
-    if settings.log_path is not None:
-        changes["log_path"] = Path(str(settings.log_path).replace("{replica}", replica))
-    return settings.model_copy(update=changes)
 
 
 def _error_result(message: str) -> types.CallToolResult:

@@ -53,7 +53,7 @@ def test_an_unset_variable_names_the_field() -> None:
                 "upstreams": {
                     "a": {"transport": "stdio", "command": "x", "prefix": "k8s"},
                     "b": {"transport": "stdio", "command": "y", "prefix": "k8s"},
-                }
+                },
             },
             "both use prefix 'k8s'",
         ),
