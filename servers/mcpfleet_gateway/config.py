@@ -219,3 +219,15 @@ class GatewaySettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     port: int | None = Field(default=None, ge=0, le=65535, description="Overrides listen.port.")
     host: str | None = Field(default=None, description="Overrides listen.host.")
+
+
+def load_config(settings: GatewaySettings) -> GatewayConfig:
+    """The config file, validated and ${VAR} expanded; ConfigInvalid names each problem."""
+    if settings.config is None:
+        missing = "no config file: pass --config FILE or set MCPFLEET_GATEWAY_CONFIG (`mcpfleet config schema`)"
+        raise ConfigInvalid([missing])
+    config = config_store(settings.config).load()
+    listen = config.listen.model_copy(
+        update={k: v for k, v in (("port", settings.port), ("host", settings.host)) if v is not None}
+    )
+    return config.model_copy(update={"listen": listen})

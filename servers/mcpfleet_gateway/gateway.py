@@ -162,6 +162,7 @@ class Gateway:
         self._idle: dict[str, asyncio.Event] = {}  # retired upstreams waiting for their last call
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self.started = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -374,7 +375,24 @@ class Gateway:
         if changed and self.started:
             await self.notify_list_changed()
 
+    async def reload(self, load: Callable[[], GatewayConfig]) -> bool:
+        """Read the config (``load`` runs in a thread, under the reload lock) and apply it when it changed.
+
+        Reading under the lock matters when writers race: whichever reload runs last reads the file as the
+        last writer left it, so the gateway ends up running what the file says.
+        """
+        async with self._reload_lock:
+            config = await asyncio.to_thread(load)
+            if config == self.config:
+                return False
+            await self._apply_config(config)
+            return True
+
     async def reload_config(self, config: GatewayConfig) -> None:
+        async with self._reload_lock:
+            await self._apply_config(config)
+
+    async def _apply_config(self, config: GatewayConfig) -> None:
         """Apply a new config without dropping calls: policies swap at once, upstreams by difference."""
         self.config = config
         self.authenticator = Authenticator(config.auth)

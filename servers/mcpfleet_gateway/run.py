@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import uvicorn
 
-from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, config_store
+from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, load_config
 from mcpfleet_gateway.config_store import ConfigInvalid
 from mcpfleet_gateway.gateway import Gateway
 from mcpfleet_gateway.selfconfig import self_config_tools
@@ -30,18 +30,6 @@ log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 UPSTREAM_REFRESH_SECONDS = 15.0
-
-
-def load_config(settings: GatewaySettings) -> GatewayConfig:
-    """The config file, validated and ${VAR} expanded; ConfigInvalid names each problem."""
-    if settings.config is None:
-        missing = "no config file: pass --config FILE or set MCPFLEET_GATEWAY_CONFIG (`mcpfleet config schema`)"
-        raise ConfigInvalid([missing])
-    config = config_store(settings.config).load()
-    listen = config.listen.model_copy(
-        update={k: v for k, v in (("port", settings.port), ("host", settings.host)) if v is not None}
-    )
-    return config.model_copy(update={"listen": listen})
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:
@@ -81,13 +69,12 @@ class Watcher:
     async def _reload_config(self) -> None:
         settings = self.gateway.settings
         try:
-            config = await asyncio.to_thread(load_config, settings)
+            changed = await self.gateway.reload(lambda: load_config(settings))
         except (ConfigInvalid, OSError) as exc:
             log.error("config %s not reloaded, the running config stays: %s", settings.config, exc)
             self.gateway.metrics.reloads.labels(source="config", outcome="invalid").inc()
             return
-        if config != self.gateway.config:
-            await self.gateway.reload_config(config)
+        if changed:
             log.info("config %s reloaded", settings.config)
 
 

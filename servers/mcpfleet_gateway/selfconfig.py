@@ -17,7 +17,7 @@ import mcp_types as types
 
 from mcpfleet_contracts.catalog import CatalogTool, qualified_name, schema_digest
 from mcpfleet_contracts.mcpserver import Risk
-from mcpfleet_gateway.config import GatewayConfig, config_schema, config_store
+from mcpfleet_gateway.config import GatewayConfig, config_schema, config_store, load_config
 from mcpfleet_gateway.config_store import ConfigInvalid, ConfigStore, PathNotAllowed, parse_document
 from mcpfleet_gateway.table import Route
 from mcpfleet_servers.base.redact import redact_value
@@ -149,9 +149,10 @@ class SelfConfigTools:
     async def set(self, arguments: dict[str, Any]) -> dict[str, Any]:
         self.store.resolve(arguments.get("config-file"))
         text = str(arguments["config-content"])
-        config = self.store.validate_text(text)
         written = await asyncio.to_thread(self.store.write, text)
-        await self.gateway.reload_config(config)
+        # Reload from the file, not from this text: with writers racing, the last reload must apply the last write.
+        settings = self.gateway.settings
+        await self.gateway.reload(lambda: load_config(settings))
         return {
             "written": str(written.path),
             "backup": str(written.backup) if written.backup else None,

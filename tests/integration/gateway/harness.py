@@ -19,8 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_gateway.auth import hash_api_key
-from mcpfleet_gateway.config import GatewaySettings
-from mcpfleet_gateway.run import GatewayRunner, build_gateway, load_config, running
+from mcpfleet_gateway.config import GatewaySettings, load_config
+from mcpfleet_gateway.run import GatewayRunner, build_gateway, running
 
 SECRET = "gateway-test-secret-0123456789abcdef"
 AUDIENCE = "https://gateway.test/mcp"

@@ -9,13 +9,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from mcpfleet_gateway.config import config_store
 from mcpfleet_gateway.config_store import ConfigInvalid
-from tests.integration.gateway.harness import base_url, config_document, gateway_at, mcp_client, token, write_config
+from tests.integration.gateway.harness import (
+    base_url,
+    config_document,
+    gateway_at,
+    headers,
+    mcp_client,
+    token,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +169,33 @@ def test_fifty_concurrent_writers_never_leave_a_partial_file(config: Path, tmp_p
     assert 1 <= len(backups) <= 5
     for backup in backups:
         assert backup.read_text() in [*versions, json.dumps(base, indent=2)]
+
+
+async def test_fifty_concurrent_set_calls_through_the_gateway(config: Path) -> None:
+    """Racing admins: every write is whole, at most 5 backups stay, and the gateway runs what the file says."""
+    base = json.loads(await asyncio.to_thread(config.read_text))
+    versions = []
+    for writer in range(50):
+        document = json.loads(json.dumps(base))
+        document["rate_limits"] = {"user_limit": f"{1000 + writer}/hour"}
+        versions.append(json.dumps(document, indent=2))
+    async with gateway_at(config) as runner, httpx2.AsyncClient(base_url=base_url(runner), timeout=60) as http:
+
+        async def write(text: str) -> int:
+            response = await http.post(
+                "/api/v1/tools/gateway:set-mcp-config/call",
+                headers=headers(ADMIN),
+                json={"arguments": {"config-content": text}},
+            )
+            return response.status_code
+
+        statuses = await asyncio.gather(*(write(text) for text in versions))
+        assert statuses == [200] * 50
+        final = await asyncio.to_thread(config.read_text)
+        assert final in versions
+        backups = await asyncio.to_thread(config_store(config).backups)
+        assert 1 <= len(backups) <= 5
+        for backup in backups:
+            assert (await asyncio.to_thread(backup.read_text)) in [*versions, json.dumps(base, indent=2)]
+        running = runner.gateway.config.rate_limits.user_limit
+        assert running == json.loads(final)["rate_limits"]["user_limit"]
