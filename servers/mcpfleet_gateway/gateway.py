@@ -486,7 +486,7 @@ class Gateway:
         self._audit(caller, tool, arguments, decision, reason=error.message, status=outcome, started=started)
         self.metrics.denials.labels(reason=outcome).inc()
         if tool is not None and tool in self.table.tools:
-            server, _, _name = tool.partition(self.config.separator)
+            server = tool.partition(self.config.separator)[0]
             self.metrics.calls.labels(server=server, tool=tool, outcome=outcome).inc()
         return error
 

@@ -10,8 +10,6 @@ from mcpfleet_gateway.ratelimit import RateLimitMetrics
 from mcpfleet_gateway.upstreams.metrics import UpstreamMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# Outcomes of a call and reasons of a refusal: fixed sets, so label cardinality stays bounded.
-OUTCOMES = ("ok", "tool-error", "upstream-error", "timeout", "denied", "rate-limited", "invalid", "cached")
 
 
 class GatewayMetrics:
@@ -34,7 +32,7 @@ class GatewayMetrics:
         )
         self.denials = Counter(
             "mcpfleet_gateway_denials",
-            "Refused requests by reason (unauthenticated, forbidden, rate-limited, invalid, unknown-tool, "
+            "Refused requests by reason (unauthenticated, denied, rate-limited, invalid, unknown-tool, "
             "ip-not-allowed, bad-host, bad-origin, body-too-large).",
             ["reason"],
             registry=registry,

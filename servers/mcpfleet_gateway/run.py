@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from mcpfleet_gateway.config_store import ConfigInvalid
 from mcpfleet_gateway.gateway import Gateway
 from mcpfleet_gateway.selfconfig import self_config_tools
 from mcpfleet_gateway.server import build_app, initialization_options
+from mcpfleet_servers.base.run import OwnSignalsUvicorn
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,11 @@ class Watcher:
             log.info("config %s reloaded", settings.config)
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: the runner owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class GatewayRunner:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.serving = anyio.Event()
-        self._http: _Uvicorn | None = None
+        self._http: OwnSignalsUvicorn | None = None
         self._stdio: anyio.CancelScope | None = None
 
     @property
@@ -141,7 +134,7 @@ class GatewayRunner:
             limit_concurrency=None,
             backlog=2048,
         )
-        self._http = _Uvicorn(config)
+        self._http = OwnSignalsUvicorn(config)
         async with anyio.create_task_group() as group:
             group.start_soon(self._http.serve)
             while not self._http.started:

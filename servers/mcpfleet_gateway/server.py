@@ -14,7 +14,7 @@ import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 import orjson
@@ -44,6 +44,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+T = TypeVar("T")
 CALLER_KEY = "mcpfleet.caller"
 PUBLIC_PATHS = ("/health", "/ready", "/metrics", "/.well-known/")
 SERVER_NAME = "mcpfleet-gateway"
@@ -72,8 +73,12 @@ def _caller(gateway: Gateway, ctx: ServerRequestContext[Any, Any]) -> Caller:
     )
 
 
-def _rpc_error(error: GatewayError) -> MCPError:
-    return MCPError(error.code, error.message, error.data or None)
+async def _answered(answer: Awaitable[T]) -> T:
+    """The gateway's refusals as JSON-RPC errors (code, message, data) for MCP clients."""
+    try:
+        return await answer
+    except GatewayError as error:
+        raise MCPError(error.code, error.message, error.data or None) from None
 
 
 class SessionRegistry:
@@ -120,10 +125,7 @@ def build_mcp_server(gateway: Gateway, sessions: SessionRegistry) -> Server[Any]
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        try:
-            return await gateway.call_tool(_caller(gateway, ctx), params.name, params.arguments)
-        except GatewayError as exc:
-            raise _rpc_error(exc) from None
+        return await _answered(gateway.call_tool(_caller(gateway, ctx), params.name, params.arguments))
 
     async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
         return types.ListResourcesResult(resources=gateway.visible_resources(_caller(gateway, ctx).principal))
@@ -131,10 +133,7 @@ def build_mcp_server(gateway: Gateway, sessions: SessionRegistry) -> Server[Any]
     async def read_resource(
         ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        try:
-            return await gateway.read_resource(_caller(gateway, ctx), str(params.uri))
-        except GatewayError as exc:
-            raise _rpc_error(exc) from None
+        return await _answered(gateway.read_resource(_caller(gateway, ctx), str(params.uri)))
 
     async def list_prompts(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=gateway.visible_prompts(_caller(gateway, ctx).principal))
@@ -142,10 +141,7 @@ def build_mcp_server(gateway: Gateway, sessions: SessionRegistry) -> Server[Any]
     async def get_prompt(
         ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
-        try:
-            return await gateway.get_prompt(_caller(gateway, ctx), params.name, params.arguments)
-        except GatewayError as exc:
-            raise _rpc_error(exc) from None
+        return await _answered(gateway.get_prompt(_caller(gateway, ctx), params.name, params.arguments))
 
     def input_schema(name: str) -> dict[str, Any] | None:
         # The SDK checks Mcp-Param headers against the tool's schema; without this it re-runs tools/list per call.

@@ -42,8 +42,9 @@ def configure_logging(settings: ServerSettings, stream: IO[str] | None = None) -
     return handler
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the runner owns SIGTERM for MCP and probes alike."""
+class OwnSignalsUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGTERM (here for MCP and probes alike; the
+    gateway's runner uses it too)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -57,7 +58,7 @@ class ServerRunner:
         self.server = server
         self.settings = server.settings
         self.serving = anyio.Event()
-        self._http: _Uvicorn | None = None
+        self._http: OwnSignalsUvicorn | None = None
         self._stdio: anyio.CancelScope | None = None
 
     def stop(self) -> None:
@@ -98,7 +99,7 @@ class ServerRunner:
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        self._http = _Uvicorn(config)
+        self._http = OwnSignalsUvicorn(config)
         async with anyio.create_task_group() as group:
             group.start_soon(self._http.serve)
             while not self._http.started:
