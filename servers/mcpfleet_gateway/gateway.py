@@ -127,7 +127,7 @@ def _catalog_spec(server_transport: Transport, endpoint: str, prefix: str) -> Up
     return UpstreamSpec.model_validate({"transport": transport, "url": endpoint, "prefix": prefix})
 
 
-def _text(result: types.CallToolResult) -> int:
+def _text_size(result: types.CallToolResult) -> int:
     return sum(len(block.text) for block in result.content if isinstance(block, types.TextContent))
 
 
@@ -293,8 +293,10 @@ class Gateway:
             self.catalog_problem = f"catalog {path}: {str(exc).splitlines()[0]}"
             log.error("%s; serving the last good catalog", self.catalog_problem)
             self.metrics.reloads.labels(source="catalog", outcome="invalid").inc()
+            self.metrics.problems.set(len(self.problems()))
             return False
         self.catalog_problem = None
+        self.metrics.problems.set(len(self.problems()))
         if self.catalog is not None and catalog == self.catalog:
             return False
         self.catalog = catalog
@@ -351,8 +353,6 @@ class Gateway:
                     continue
                 for entry in server.tools:
                     table.add_tool(Route(with_overrides(entry, overrides), backend, server.name))
-        if self.catalog_problem:
-            table.problems.append(self.catalog_problem)
         return table
 
     async def rebuild(self, why: str) -> None:
@@ -368,7 +368,7 @@ class Gateway:
             self._visible.clear()
             self.cache.clear()
             self.metrics.tools.set(len(table.tools))
-            self.metrics.problems.set(len(table.problems))
+            self.metrics.problems.set(len(self.problems()))
             for problem in table.problems:
                 log.warning("%s", problem)
             log.info("routing table rebuilt (%s): %d tools", why, len(table.tools))
@@ -569,7 +569,7 @@ class Gateway:
                 self._idle[source].set()
         outcome = "tool-error" if result.is_error else "ok"
         if cache_key is not None and not result.is_error:
-            self.cache.put(cache_key, entry.cache_ttl_seconds, result, _text(result))
+            self.cache.put(cache_key, entry.cache_ttl_seconds, result, _text_size(result))
         self._finish(caller, route, args, outcome, started, server)
         return result
 
@@ -626,6 +626,13 @@ class Gateway:
 
     # -- health -------------------------------------------------------------------------------------------
 
+    def problems(self) -> list[str]:
+        """What /ready reports: the table's collisions, and a catalog that could not be read since."""
+        found = list(self.table.problems)
+        if self.catalog_problem and self.catalog_problem not in found:
+            found.append(self.catalog_problem)
+        return found
+
     def readiness(self) -> dict[str, Any]:
         upstreams = {}
         for name, upstream in self.upstreams.items():
@@ -636,7 +643,7 @@ class Gateway:
             "tools": len(self.table.tools),
             "catalogRevision": self.catalog.revision if self.catalog else None,
             "upstreams": upstreams,
-            "problems": list(self.table.problems),
+            "problems": self.problems(),
         }
 
 

@@ -5,17 +5,21 @@ SSE, WebSocket, stdio subprocess, in-process) through one gateway, with prefixed
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
+from mcpfleet_contracts.catalog import Catalog, CatalogServer, CatalogTool
+from mcpfleet_contracts.mcpserver import Risk, Transport
 from tests.integration.gateway.harness import (
     ROOT,
     base_url,
@@ -151,3 +155,85 @@ async def test_a_safe_answer_is_cached_for_its_ttl(config: Path) -> None:
             metrics = (await http.get(f"{base_url(runner)}/metrics")).text
         assert 'mcpfleet_gateway_cache_lookups_total{result="hit"} 1.0' in metrics
         assert 'outcome="cached",server="httpjson",tool="httpjson:echo"' in metrics
+
+
+def _catalog(revision: int, endpoint: str, tools: list[str]) -> str:
+    entries = [
+        CatalogTool(
+            name=f"cat:{tool}",
+            upstream_name=tool,
+            description=f"{tool} from the catalog",
+            input_schema={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+            risk=Risk.SAFE,
+            timeout_seconds=10,
+            permissions=("cat:get",),
+        )
+        for tool in tools
+    ]
+    server = CatalogServer(
+        name="team-a/echo", prefix="cat", endpoint=endpoint, transport=Transport.STREAMABLE_HTTP, tools=tuple(entries)
+    )
+    return Catalog(revision=revision, generated_at=datetime.datetime.now(datetime.UTC), servers=(server,)).dump()
+
+
+async def test_the_catalog_is_served_and_followed_without_restart(apps: Apps, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(_catalog(1, apps.http_json.url, ["echo"]))
+    document = config_document(tmp_path, upstreams={}, catalog={"path": str(catalog), "poll_seconds": 0.2})
+    config = write_config(tmp_path / "gateway.json", document)
+    changed = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    viewer = token("vera", ("viewer",))
+    async with (
+        gateway_at(config) as runner,
+        mcp_client(f"{base_url(runner)}/mcp", viewer, mode="legacy", message_handler=on_message) as client,
+    ):
+        assert [t.name for t in (await client.list_tools()).tools] == ["cat:echo"]
+        result = await client.call_tool("cat:echo", {"text": "from the catalog"})
+        assert result.content[0].text == "from the catalog"  # type: ignore[union-attr]
+
+        await asyncio.to_thread(catalog.write_text, _catalog(2, apps.http_json.url, ["echo", "pid"]))
+        await asyncio.wait_for(changed.wait(), timeout=10)
+        names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+        assert names == {"cat:echo", "cat:pid"}
+        assert runner.gateway.catalog is not None
+        assert runner.gateway.catalog.revision == 2
+
+        await asyncio.to_thread(catalog.write_text, '{"revision": "not a catalog"')
+        async with httpx2.AsyncClient(base_url=base_url(runner)) as http:
+            for _ in range(50):
+                ready = (await http.get("/ready")).json()
+                if ready["problems"]:
+                    break
+                await asyncio.sleep(0.1)
+        assert any("catalog" in problem for problem in ready["problems"])
+        # The last good catalog keeps serving.
+        result = await client.call_tool("cat:echo", {"text": "still here"})
+        assert result.content[0].text == "still here"  # type: ignore[union-attr]
+
+
+async def test_a_reload_does_not_drop_calls_in_flight(config: Path) -> None:
+    """A call running on an upstream that a reload removes still gets its answer; new calls see the new table."""
+    admin_set = {"Authorization": f"Bearer {ADMIN}"}
+    async with gateway_at(config) as runner, mcp_client(f"{base_url(runner)}/mcp", ADMIN) as client:
+        running = asyncio.create_task(client.call_tool("httpjson:slow", {"seconds": 1.5}))
+        await asyncio.sleep(0.3)
+        document = json.loads(await asyncio.to_thread(config.read_text))
+        del document["upstreams"]["httpjson"]
+        async with httpx2.AsyncClient(base_url=base_url(runner), timeout=30) as http:
+            reloaded = await http.post(
+                "/api/v1/tools/gateway:set-mcp-config/call",
+                headers=admin_set,
+                json={"arguments": {"config-content": json.dumps(document)}},
+            )
+        assert reloaded.status_code == 200
+        assert "httpjson:slow" not in runner.gateway.table.tools
+        answer = await running
+        assert not answer.is_error
+        assert answer.content[0].text == "slept 1.5"  # type: ignore[union-attr]
+        with pytest.raises(MCPError):
+            await client.call_tool("httpjson:echo", {"text": "gone"})
