@@ -19,6 +19,7 @@ import uvicorn
 
 from mcpfleet_servers.base.app import FleetServer
 from mcpfleet_servers.base.redact import install_log_redaction
+from mcpfleet_servers.base.report import PodReporter
 from mcpfleet_servers.base.settings import ServerSettings, TransportName
 
 logger = logging.getLogger(__name__)
@@ -82,11 +83,26 @@ class ServerRunner:
             await module.start()
         self.server.state.started = True
         try:
-            await self._serve()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._report_tools)
+                await self._serve()
+                group.cancel_scope.cancel()
         finally:
             self.server.state.started = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
                 await module.close()
+
+    async def _report_tools(self) -> None:
+        """Contract 2: in a Pod, write the tool list's digest and names on it (the operator's trigger)."""
+        settings = self.settings
+        if not (settings.pod_name and settings.pod_namespace):
+            return
+        try:
+            listed = await self.server.mcp.list_tools()
+            tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed]
+            await PodReporter(settings.pod_namespace, settings.pod_name).report(tools)
+        except Exception:  # the report is a trigger for the operator, never a reason to stop serving
+            logger.exception("tool report failed")
 
     async def _serve(self) -> None:
         settings = self.settings

@@ -24,9 +24,9 @@ import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import kube_config
 from kubernetes_asyncio.stream import WsApiClient
 
+from mcpfleet_servers.base.kube import kubeconfig_loader
 from mcpfleet_servers.base.paging import CONTINUE_FIELD, Budget, Page, decode_token, encode_token
 from mcpfleet_servers.base.toolkit import BackendUnavailable, InvalidArgument, NotFound, Refused, ToolFailure
 from mcpfleet_servers.k8s_ops.redact import redact_text
@@ -119,12 +119,6 @@ class _Cluster:
     server: str
     discovered_at: float = 0.0
     types: list[ResourceType] = field(default_factory=list)
-
-
-def _kubeconfig_loader(path: str | None, context: str | None) -> Any:
-    """kubernetes_asyncio's loader for a kubeconfig (KUBECONFIG or ~/.kube/config when ``path`` is None)."""
-    merger = kube_config.KubeConfigMerger(path or os.path.expanduser(kube_config.KUBE_CONFIG_DEFAULT_LOCATION))
-    return kube_config.KubeConfigLoader(config_dict=merger.config, config_base_path=None, active_context=context)
 
 
 def _status_body(body: Any) -> dict[str, Any]:
@@ -231,7 +225,7 @@ class K8sBackend:
                 else:
                     # Reading and parsing the file happens off the event loop; load_kube_config would block on it.
                     loader = await asyncio.to_thread(
-                        _kubeconfig_loader, self._settings.kubeconfig_path, key or self._settings.context
+                        kubeconfig_loader, self._settings.kubeconfig_path, key or self._settings.context
                     )
                     await loader.load_and_set(configuration)
             except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:

@@ -1,0 +1,63 @@
+"""The tool report (contract 2): a server running in a Pod writes its tool list's digest and names on that Pod.
+
+The Pod is named by the downward API (POD_NAME, POD_NAMESPACE). The report is read first and written only
+when it differs, so a restart serving the same tools writes nothing and the operator sees no change. The
+report is a trigger for the operator, never a reason to fail the server: an API error (no permission, no
+such Pod, no API server) is logged with what to fix, and the server serves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.rest import ApiException
+
+from mcpfleet_contracts.report import TOOLS_ANNOTATION, TOOLS_DIGEST_ANNOTATION, tools_annotation, tools_digest
+from mcpfleet_servers.base.kube import api_client
+
+logger = logging.getLogger(__name__)
+
+REPORT_TIMEOUT_SECONDS = 10.0
+
+
+def report_annotations(tools: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    return {TOOLS_DIGEST_ANNOTATION: tools_digest(tools), TOOLS_ANNOTATION: tools_annotation(tools)}
+
+
+class PodReporter:
+    def __init__(self, namespace: str, name: str) -> None:
+        self.namespace = namespace
+        self.name = name
+
+    async def report(self, tools: Sequence[Mapping[str, Any]]) -> bool:
+        """Write the report when the Pod does not carry it already; True when it wrote. Never raises."""
+        wanted = report_annotations(tools)
+        try:
+            async with asyncio.timeout(REPORT_TIMEOUT_SECONDS):
+                client = await api_client()
+                async with client:
+                    return await self._write(k8s.CoreV1Api(client), wanted)
+        except ApiException as exc:
+            hint = {
+                403: "the server's ServiceAccount needs get and patch on its own pods",
+                404: "POD_NAME/POD_NAMESPACE name no Pod (set them from the downward API)",
+            }.get(exc.status, "the API server refused it")
+            logger.warning("tool report not written on pod %s/%s: %s (%s)", self.namespace, self.name, hint, exc.reason)
+        except (OSError, TimeoutError, k8s_config.ConfigException) as exc:
+            logger.warning("tool report not written on pod %s/%s: %s", self.namespace, self.name, exc)
+        return False
+
+    async def _write(self, api: k8s.CoreV1Api, wanted: dict[str, str]) -> bool:
+        pod = await api.read_namespaced_pod(self.name, self.namespace)
+        current = pod.metadata.annotations or {}
+        if all(current.get(key) == value for key, value in wanted.items()):
+            return False
+        # The client sends a dict as a strategic merge patch: for annotations (a map) the same as a merge patch.
+        await api.patch_namespaced_pod(self.name, self.namespace, {"metadata": {"annotations": wanted}})
+        logger.info("tool report on pod %s/%s: %s", self.namespace, self.name, wanted[TOOLS_DIGEST_ANNOTATION])
+        return True
