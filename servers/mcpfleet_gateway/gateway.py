@@ -31,7 +31,7 @@ from mcpfleet_contracts.mcpserver import Risk, Transport
 from mcpfleet_gateway import audit
 from mcpfleet_gateway.audit_sink import AuditWriter
 from mcpfleet_gateway.auth import Authenticator, Principal
-from mcpfleet_gateway.config import GatewayConfig, GatewaySettings, ToolOverride
+from mcpfleet_gateway.config import GatewayConfig, GatewaySettings
 from mcpfleet_gateway.errors import (
     Forbidden,
     GatewayError,
@@ -49,7 +49,6 @@ from mcpfleet_gateway.table import (
     PromptRoute,
     ResourceRoute,
     Route,
-    ToolOverrides,
     ToolTable,
     entry_for,
     prefixed_prompt,
@@ -114,12 +113,6 @@ class ResultCache:
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-def _overrides(tools: Mapping[str, ToolOverride]) -> dict[str, ToolOverrides]:
-    return {
-        name: ToolOverrides(o.risk, o.timeout_seconds, o.cache_ttl_seconds, o.permissions) for name, o in tools.items()
-    }
 
 
 def _catalog_spec(server_transport: Transport, endpoint: str, prefix: str) -> UpstreamSpec:
@@ -326,7 +319,7 @@ class Gateway:
 
     def build_table(self) -> ToolTable:
         config = self.config
-        overrides = _overrides(config.tools)
+        overrides = config.tools
         table = ToolTable()
         if self._local_tools is not None:
             for routes in self._local_tools(self):

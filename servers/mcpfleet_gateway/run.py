@@ -137,10 +137,8 @@ class GatewayRunner:
         self._http = OwnSignalsUvicorn(config)
         async with anyio.create_task_group() as group:
             group.start_soon(self._http.serve)
-            while not self._http.started:
-                if self._http.should_exit:
-                    return
-                await anyio.sleep(0.02)
+            if not await self._http.wait_started():
+                return
             log.info("gateway serving MCP on %s (REST under %s)", self.url, listen.rest_prefix)
             self.serving.set()
 

@@ -26,6 +26,7 @@ from mcpfleet_contracts.catalog import (
     schema_digest,
 )
 from mcpfleet_contracts.mcpserver import Risk
+from mcpfleet_gateway.config import ToolOverride
 from mcpfleet_gateway.rbac import ToolGrant
 
 MAX_TOOLS = 10_000
@@ -61,16 +62,6 @@ class ArgumentError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-@dataclass(frozen=True)
-class ToolOverrides:
-    """What the config says about tools matching a name or glob (validated by the config model)."""
-
-    risk: Risk | None = None
-    timeout_seconds: float | None = None
-    cache_ttl_seconds: float | None = None
-    permissions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,18 +170,18 @@ class ToolTable:
         self.prompts[route.prompt.name] = route
 
 
-def _matching(overrides: Mapping[str, ToolOverrides], name: str) -> ToolOverrides:
+def _matching(overrides: Mapping[str, ToolOverride], name: str) -> ToolOverride:
     """Exact names beat globs; among globs the last listed wins (config order is the author's order)."""
     if name in overrides:
         return overrides[name]
-    found = ToolOverrides()
+    found = ToolOverride()
     for pattern, override in overrides.items():
         if fnmatch.fnmatchcase(name, pattern):
             found = override
     return found
 
 
-def entry_for(prefix: str, tool: types.Tool, *, separator: str, overrides: Mapping[str, ToolOverrides]) -> CatalogTool:
+def entry_for(prefix: str, tool: types.Tool, *, separator: str, overrides: Mapping[str, ToolOverride]) -> CatalogTool:
     """A catalog entry for a tool discovered from a static upstream: the same rules the operator applies."""
     name = qualified_name(prefix, tool.name, separator)
     annotations = tool.annotations.model_dump(exclude_none=True, by_alias=True) if tool.annotations else {}
@@ -215,10 +206,10 @@ def entry_for(prefix: str, tool: types.Tool, *, separator: str, overrides: Mappi
     )
 
 
-def with_overrides(entry: CatalogTool, overrides: Mapping[str, ToolOverrides]) -> CatalogTool:
+def with_overrides(entry: CatalogTool, overrides: Mapping[str, ToolOverride]) -> CatalogTool:
     """The gateway's config has the last word over a catalog entry (e.g. a stricter risk)."""
     override = _matching(overrides, entry.name)
-    if override == ToolOverrides():
+    if override == ToolOverride():
         return entry
     risk = override.risk or entry.risk
     changes: dict[str, Any] = {"risk": risk}

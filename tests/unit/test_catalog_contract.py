@@ -19,7 +19,8 @@ from mcpfleet_contracts.catalog import (
     schema_digest,
 )
 from mcpfleet_contracts.mcpserver import Risk
-from mcpfleet_gateway.table import ArgumentError, Route, ToolOverrides, ToolTable, entry_for, with_overrides
+from mcpfleet_gateway.config import ToolOverride
+from mcpfleet_gateway.table import ArgumentError, Route, ToolTable, entry_for, with_overrides
 
 
 @pytest.mark.parametrize(
@@ -97,12 +98,12 @@ def test_static_upstream_entries_follow_the_same_rules_and_config_overrides() ->
         30.0,
     )
     assert entry.schema_digest == schema_digest(None, {"type": "object"})
-    overrides = {"k8s:get_*": ToolOverrides(cache_ttl_seconds=5), "k8s:get_secret": ToolOverrides(risk=Risk.HIGH)}
+    overrides = {"k8s:get_*": ToolOverride(cache_ttl_seconds=5), "k8s:get_secret": ToolOverride(risk=Risk.HIGH)}
     assert entry_for("k8s", _tool("get_pods"), separator=":", overrides=overrides).cache_ttl_seconds == 5
     secret = entry_for("k8s", _tool("get_secret"), separator=":", overrides=overrides)
     assert (secret.risk, secret.cache_ttl_seconds) == (Risk.HIGH, 0.0)  # an exact name beats the glob
     assert entry_for("x", _tool("zap", readOnlyHint=True), separator="__", overrides={}).name == "x__zap"
-    stricter = with_overrides(entry, {"k8s:get_pods": ToolOverrides(risk=Risk.MEDIUM, cache_ttl_seconds=9)})
+    stricter = with_overrides(entry, {"k8s:get_pods": ToolOverride(risk=Risk.MEDIUM, cache_ttl_seconds=9)})
     assert (stricter.risk, stricter.cache_ttl_seconds) == (Risk.MEDIUM, 0.0)
 
 

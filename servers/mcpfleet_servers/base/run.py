@@ -51,6 +51,14 @@ class OwnSignalsUvicorn(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
+    async def wait_started(self) -> bool:
+        """True once it listens; False when it gave up first (a taken port, a stop during start-up)."""
+        while not self.started:
+            if self.should_exit:
+                return False
+            await anyio.sleep(0.02)
+        return True
+
 
 class ServerRunner:
     """Runs one FleetServer until stop(): start the module, serve, close the module."""
@@ -118,10 +126,8 @@ class ServerRunner:
         self._http = OwnSignalsUvicorn(config)
         async with anyio.create_task_group() as group:
             group.start_soon(self._http.serve)
-            while not self._http.started:
-                if self._http.should_exit:
-                    return
-                await anyio.sleep(0.02)
+            if not await self._http.wait_started():
+                return
             if settings.transport == TransportName.STDIO:
                 logger.info("MCP over stdio; probes on http://%s:%d", settings.host, self.port)
                 self.serving.set()
