@@ -54,7 +54,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -76,6 +75,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.loadgen import LoadConfig, run_loadgen  # noqa: E402
+
+from mcpfleet_cli.devcluster.cluster import free_port  # noqa: E402
 
 PACKAGE = "mcp-contextforge-gateway"
 CONTEXTFORGE_VERSION = "1.0.7.post20260921"
@@ -143,12 +144,6 @@ def ensure_venv(venv: Path | None = None, *, python: str = "python3", version: s
 
 
 # ------------------------------------------------------------------ configuration
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def strong_secret() -> str:

@@ -31,6 +31,7 @@ import jwt
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.common import source_info  # noqa: E402
 from benchmarks.contextforge import (  # noqa: E402
     ContextForge,
     http_ok,
@@ -117,18 +118,11 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "servers"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "commit": commit,
-        "servers_changed_since_commit": bool(dirty),
+        **source_info("servers", "contracts", "benchmarks"),
     }
 
 

@@ -57,6 +57,12 @@ from kubernetes_asyncio.client.rest import ApiException
 from mcpfleet_cli.devcluster.cluster import ClusterState, ControlPlane, find_binaries, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# `python benchmarks/k8s_ops.py` puts benchmarks/ on sys.path, not the repository root.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.common import source_info, vm_hwm_bytes  # noqa: E402
+
 NAMESPACE = "bench"
 MB = 1024 * 1024
 SAMPLE_INTERVAL = 0.1
@@ -250,14 +256,6 @@ async def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> in
         except subprocess.TimeoutExpired:
             proc.kill()
     return await asyncio.to_thread(proc.wait)
-
-
-def vm_hwm_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None
 
 
 @dataclass
@@ -825,23 +823,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def source_info() -> dict[str, Any]:
-    """Which server was measured: the commit, and the files under servers/ that differed from it."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-        return done.stdout.rstrip()
-
-    changed = git("status", "--porcelain", "--", "servers")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted": [line.strip() for line in changed.splitlines()],
-    }
-
-
 def default_bin_dir() -> Path | None:
     if os.environ.get("MCPFLEET_TOOLS_BIN"):
         return Path(os.environ["MCPFLEET_TOOLS_BIN"])
@@ -866,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM before the event loop runs (while the control plane starts) unwinds like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     machine = machine_info(binaries)
-    source = source_info()
+    source = source_info("servers")
     # Attached: the components die with this thread, so up() runs here, in the main thread, not in a worker.
     plane = ControlPlane(workdir / "cluster", binaries)
     try:

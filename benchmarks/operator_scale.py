@@ -55,6 +55,7 @@ import aiohttp.web  # noqa: E402
 import attrs  # noqa: E402
 import kmock  # noqa: E402
 import psutil  # type: ignore[import-untyped]  # noqa: E402
+from benchmarks.common import source_info, vm_hwm_bytes  # noqa: E402
 from kmock import Request  # noqa: E402
 from kmock._internal.rendering import ReactionMismatchError  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -356,14 +357,6 @@ class Sampler:
             self.loop_lag.append(max(0.0, loop.time() - next_tick))
 
 
-def vm_hwm_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 def write_kubeconfig(directory: Path, server: str) -> Path:
     path = directory / "kubeconfig"
     config = {
@@ -508,23 +501,6 @@ def cpu_share(start: Mark, end: Mark) -> dict[str, float]:
         "operator_cpu_percent_of_one_core": round(100 * (end.operator_cpu - start.operator_cpu) / wall, 1),
         "emulator_process_cpu_seconds": round(end.bench_cpu - start.bench_cpu, 2),
         "emulator_process_cpu_percent_of_one_core": round(100 * (end.bench_cpu - start.bench_cpu) / wall, 1),
-    }
-
-
-def source_info() -> dict[str, Any]:
-    """Which operator was measured: the commit, and the files that differed from it."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-        return done.stdout.rstrip()
-
-    changed = git("status", "--porcelain", "--", "operator", "contracts", "cli", "tests/emulator.py")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted": [line.strip() for line in changed.splitlines()],
     }
 
 
@@ -861,7 +837,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     wall = time.monotonic()
-    source = source_info()
+    source = source_info("operator", "contracts", "cli", "tests/emulator.py")
     try:
         result = asyncio.run(run_benchmark(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
