@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration e2e system-deps tools tools-sync crds check-crds bench bench-k8s-ops bench-gateway clean
+.PHONY: help install lint typecheck test unit integration e2e system-deps consul tools tools-sync crds check-crds bench bench-k8s-ops bench-gateway clean
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,20 +28,23 @@ lint: $(STAMP) ## ruff (lint + format check) and the import-linter boundaries
 typecheck: $(STAMP) ## mypy --strict over every package, the tests and the benchmarks
 	$(BIN)/mypy contracts/mcpfleet_contracts operator/mcpfleet_operator servers cli/mcpfleet_cli tests benchmarks hack/tools/tools.py
 
-test: $(STAMP) system-deps ## Unit and integration tests
-	$(BIN)/pytest tests/unit tests/integration
+test: $(STAMP) system-deps consul ## Unit and integration tests
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir consul)" $(BIN)/pytest tests/unit tests/integration
 
 unit: $(STAMP) ## Unit tests only (fast)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP) system-deps ## Integration tests only (operator and servers against the Kubernetes emulator, MCP sessions)
-	$(BIN)/pytest tests/integration
+integration: $(STAMP) system-deps consul ## Integration tests only (operator, servers and gateway against the emulator, real Redis and Consul)
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir consul)" $(BIN)/pytest tests/integration
 
 e2e: $(STAMP) tools ## End-to-end tests on a real control plane (builds the toolchain first; see docs/testing.md)
 	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/pytest tests/e2e
 
 system-deps: ## Install the system packages tests run for real (redis-server, Debian package) when missing
 	hack/system-deps.sh
+
+consul: ## Build only consul (the integration tier runs a real agent; cached in ~/.cache/mcpfleet)
+	$(PYTHON) hack/tools/tools.py build consul
 
 tools: ## Build kube-apiserver, kube-controller-manager, kubectl, etcd, helm and consul into ~/.cache/mcpfleet (cached)
 	$(PYTHON) hack/tools/tools.py build

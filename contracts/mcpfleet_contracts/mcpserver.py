@@ -360,6 +360,19 @@ class ToolsPolicy(CRDModel):
         max_length=256,
         description="Tool name to risk (SAFE, MEDIUM, HIGH), overriding the inferred risk.",
     )
+    require_approval: bool = Field(
+        default=False,
+        description=(
+            "Hold new tools, and tools whose description or input schema changed, out of the catalog until "
+            "spec.tools.approvedDigest names the server's current tool digest (status.tools.pendingDigest)."
+        ),
+    )
+    approved_digest: str | None = Field(
+        default=None,
+        description="The tool digest (sha256:...) a person approved; used with requireApproval.",
+        max_length=80,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+    )
 
 
 class ConsulSpec(CRDModel):
@@ -378,8 +391,21 @@ class ConsulSpec(CRDModel):
         default=None, max_length=32, description="Extra Consul tags (mcpfleet adds type and prefix tags)."
     )
     check_interval: str = Field(
+        default="30s",
+        description="How often Consul checks the server's /health, e.g. 10s or 1m.",
+        max_length=32,
+        pattern=DURATION,
+    )
+    check_timeout: str = Field(
         default="10s",
-        description="How often Consul checks the server's health, e.g. 10s or 1m.",
+        description="How long one health check may take before it counts as failed.",
+        max_length=32,
+        pattern=DURATION,
+    )
+    deregister_critical_after: str = Field(
+        default="3m",
+        description="Consul removes the registration after the check has been critical this long.",
+        max_length=32,
         pattern=DURATION,
     )
 
@@ -696,6 +722,23 @@ class ToolsStatus(CRDModel):
     names: list[Annotated[str, Field(max_length=128)]] | None = Field(
         default=None, max_length=200, description="Tool names (at most 200 listed)."
     )
+    pending_digest: str | None = Field(
+        default=None,
+        description="Digest of a tool list held for approval (spec.tools.requireApproval); copy it to approvedDigest.",
+        max_length=80,
+    )
+    pending: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None, max_length=200, description="Tools held for approval: new, or changed since they were approved."
+    )
+    drifted: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None,
+        max_length=200,
+        description="Tools that kept their name but changed their description or input schema in the last change.",
+    )
+    catalog_revision: int | None = Field(
+        default=None, ge=0, description="The catalog revision that last included this server's tools."
+    )
+    synced_at: str | None = Field(default=None, description="When the tools were last confirmed (RFC 3339).")
 
 
 class MCPServerStatus(CRDModel):

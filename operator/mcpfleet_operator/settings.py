@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcpfleet_contracts.mcpserver import QUANTITY
@@ -43,6 +44,42 @@ class OperatorSettings(BaseSettings):
     kubeconfig: str | None = Field(default=None, description="kubeconfig file when running outside a cluster.")
     context: str | None = Field(default=None, description="kubeconfig context when running outside a cluster.")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # ---- the catalog (contract 3)
+    catalog_namespace: str = Field(
+        default="mcpfleet-system",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace of the catalog ConfigMap (the chart sets the operator's own namespace).",
+    )
+    catalog_name: str = Field(default="mcpfleet-catalog", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=200)
+    catalog_keep: int = Field(default=5, ge=1, le=50, description="Earlier catalog revisions kept for rollback.")
+    catalog_debounce_seconds: float = Field(
+        default=0.2, ge=0, le=30, description="Changes arriving within this window become one catalog write."
+    )
+    tools_list_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Longest the operator waits for a server's tools/list."
+    )
+    external_poll_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How often external endpoints are re-listed (with ±20% jitter)."
+    )
+
+    # ---- Consul
+    consul_address: str | None = Field(
+        default=None,
+        description="Consul HTTP API, e.g. http://consul-server.consul:8500; unset turns registration off.",
+        pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$",
+    )
+    consul_token: SecretStr | None = Field(
+        default=None, description="Consul ACL token (the chart reads it from a Secret)."
+    )
+    consul_token_file: Path | None = Field(
+        default=None, description="File holding the Consul ACL token (a mounted Secret); read at every retry."
+    )
+    consul_datacenter: str | None = Field(default=None, max_length=64)
+    consul_retry_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Longest wait between attempts while Consul is unreachable."
+    )
+    consul_verify_tls: bool = True
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ Schema = dict[str, Any]
 # Strings with a pattern but no maxLength, on purpose. Neither is read by a CEL rule (checked below), so
 # they add nothing to a rule's cost estimate, and both patterns are anchored:
 # checkInterval is a short duration (10s, 1m30s), a condition's status is True, False or Unknown.
-PATTERN_WITHOUT_MAX_LENGTH = {"spec.consul.checkInterval": "checkInterval", "status.conditions[].status": "status"}
+PATTERN_WITHOUT_MAX_LENGTH = {"status.conditions[].status": "status"}
 
 
 @functools.cache
