@@ -6,6 +6,10 @@ fills itself: the request Context and, for HIGH-risk tools, the user's confirmat
 through the SDK's Resolve/Elicit API, which works with both protocol eras). A call then goes:
 arguments validated (bad → JSON-RPC -32602 naming the field), confirmation, the body under a
 timeout, errors classified, result redacted and measured against the output budget.
+
+The tool list is not fixed: ``refresh_tools`` asks the module again (after ``reconfigure`` with reloaded
+settings, or whenever a module's tools change), swaps the SDK's tools, tells connected clients
+(``notifications/tools/list_changed``) and rewrites the Pod's tool report when the list changed.
 """
 
 from __future__ import annotations
@@ -17,19 +21,23 @@ import logging
 import time
 import typing
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
 from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.server.mcpserver.context import Context as _ContextClass
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.tools import Tool, ToolManager
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
-from mcp_types.version import is_version_at_least
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, is_version_at_least
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,9 +45,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mcpfleet_contracts.mcpserver import Risk
+from mcpfleet_contracts.report import tools_digest
 from mcpfleet_servers.base.metrics import CONTENT_TYPE, ServerMetrics
-from mcpfleet_servers.base.module import ServerModule
+from mcpfleet_servers.base.module import Reconfigurable, ServerModule
 from mcpfleet_servers.base.redact import redact_text, redact_value
+from mcpfleet_servers.base.report import PodReporter, ReportOutcome
 from mcpfleet_servers.base.settings import (
     SSE_MESSAGE_PATH,
     ServerSettings,
@@ -64,6 +74,7 @@ logger = logging.getLogger(__name__)
 CONFIRMATION_PARAM = "mcpfleet_confirmation"
 CONTEXT_PARAM = "mcpfleet_context"
 READY_PROBE_TIMEOUT_SECONDS = 2.0
+LIST_CHANGED_TIMEOUT_SECONDS = 2.0  # per connection: a stalled client must not hold up a refresh
 _MODERN_PROTOCOL = "2026-07-28"
 _CONFIRM_SUMMARY_CHARS = 600
 
@@ -147,6 +158,80 @@ def _summary(arguments: dict[str, Any]) -> str:
     return text
 
 
+def _advertise_tools_list_changed(result: dict[str, Any]) -> dict[str, Any]:
+    """An initialize result whose tools capability says the list may change (MCPServer leaves it false)."""
+    capabilities = result.get("capabilities")
+    if not isinstance(capabilities, dict) or not isinstance(capabilities.get("tools"), dict):
+        return result
+    return {**result, "capabilities": {**capabilities, "tools": {**capabilities["tools"], "listChanged": True}}}
+
+
+class ToolListAnnouncer:
+    """Tells connected clients that the tool list changed, in both protocol eras.
+
+    Handshake era: every connection the middleware has seen (stateful streamable HTTP, legacy SSE, stdio) is
+    told on its standalone channel, the GET stream; the SDK drops the notice for a connection without one.
+    2026-07-28 era: the event goes to the SDK's subscription bus, which serves ``subscriptions/listen``.
+    The SDK hands handlers a new ServerSession per request, each reaching its connection, so one per
+    connection is kept, keyed by the connection's initialize params (one object per connection): the most
+    recently active first out of a bounded table; a connection that fails a notice is dropped.
+    """
+
+    MAX_CONNECTIONS = 1024
+
+    def __init__(self, *, track_connections: bool) -> None:
+        # Stateless HTTP has no connection outlasting a request: nothing to remember, nobody to tell.
+        self.track_connections = track_connections
+        self.bus = InMemorySubscriptionBus()
+        self._sessions: OrderedDict[int, ServerSession] = OrderedDict()
+
+    async def middleware(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        self._remember(ctx)
+        result = await call_next(ctx)
+        if ctx.method == "initialize" and isinstance(result, dict):
+            return _advertise_tools_list_changed(result)
+        return result
+
+    def _remember(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        params = ctx.session.client_params  # set once initialize succeeded, so from notifications/initialized on
+        if not self.track_connections or params is None or ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return
+        key = id(params)
+        self._sessions[key] = ctx.session
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.MAX_CONNECTIONS:
+            self._sessions.popitem(last=False)
+
+    async def announce(self) -> int:
+        """Send notifications/tools/list_changed everywhere it can go; the number of connections told."""
+        sessions = list(self._sessions.items())
+        async with anyio.create_task_group() as group:
+            for key, session in sessions:
+                group.start_soon(self._tell, key, session)
+        await self.bus.publish(ToolsListChanged())
+        return len(sessions)
+
+    async def _tell(self, key: int, session: ServerSession) -> None:
+        try:
+            with anyio.fail_after(LIST_CHANGED_TIMEOUT_SECONDS):
+                await session.send_tool_list_changed()
+        except Exception as exc:  # a client that went away: forget it, the others still hear of the change
+            logger.debug("tools list_changed not delivered: %s", exc)
+            self._sessions.pop(key, None)
+
+
+@dataclass(frozen=True)
+class ToolsRefresh:
+    """What one refresh of the tool list did."""
+
+    digest: str  # contract 2's digest of the tool list now served
+    changed: bool  # the list differs from what clients saw before (so they were told)
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    notified: int = 0  # handshake-era connections sent notifications/tools/list_changed
+    report: ReportOutcome | None = None  # None: not in a Pod, or the Pod carries this digest already
+
+
 @dataclass
 class ServerState:
     started: bool = False
@@ -159,32 +244,149 @@ class FleetServer:
     module: ServerModule
     settings: ServerSettings
     metrics: ServerMetrics
-    tools: list[ToolDef]
+    tools: list[ToolDef]  # served now, in the module's order
     mcp: MCPServer[Any] = field(init=False)
     security: TransportSecuritySettings = field(init=False)
     state: ServerState = field(default_factory=ServerState)
+    announcer: ToolListAnnouncer = field(init=False)
+    reporter: PodReporter | None = field(init=False)
+    # Each served tool's definition and its SDK registration, reused while both stay the same.
+    _governed: dict[str, tuple[ToolDef, GovernedTool]] = field(init=False, default_factory=dict)
+    _refresh_lock: anyio.Lock = field(init=False, default_factory=anyio.Lock)
+    _listed_digest: str | None = field(init=False, default=None)  # what clients were last shown
+    _reported_digest: str | None = field(init=False, default=None)  # what the Pod is known to carry
 
     def __post_init__(self) -> None:
         # Computed here, before any event loop serves: it may read /etc/hosts for the pod's own address.
         self.security = self.transport_security()
-        governed: list[Tool] = [self._governed_tool(tool) for tool in self.tools]
+        settings = self.settings
+        stateless = settings.stateless and settings.transport == TransportName.STREAMABLE_HTTP
+        self.announcer = ToolListAnnouncer(track_connections=not stateless)
+        self.reporter = (
+            PodReporter(settings.pod_namespace, settings.pod_name)
+            if settings.pod_name and settings.pod_namespace
+            else None
+        )
+        governed: list[Tool] = [self._governed_for(tool) for tool in self.tools]
         self.mcp = MCPServer(
-            name=self.settings.server_name or f"mcpfleet-{self.module.type_name}",
+            name=settings.server_name or f"mcpfleet-{self.module.type_name}",
             instructions=self.module.instructions,
             version=_version(),
             tools=governed,
-            debug=self.settings.debug,
-            log_level=typing.cast(Any, self.settings.log_level),
+            debug=settings.debug,
+            log_level=typing.cast(Any, settings.log_level),
+            subscriptions=self.announcer.bus,
         )
+        self.mcp.middleware.append(self.announcer.middleware)
         self.module.register_extras(self.mcp)
         for route in self.routes():
             self.mcp.custom_route(route.path, methods=sorted(route.methods or ("GET",)))(route.endpoint)
         self.metrics.tools.set(len(self.tools))
 
+    # ------------------------------------------------------------ the tool list
+
+    async def refresh_tools(self) -> ToolsRefresh:
+        """Serve what ``module.toolset()`` and the policy give now; tell clients and the Pod when it changed.
+
+        New tools are registered through the same governed wrapper, gone ones removed. When the listed tools'
+        digest differs from what clients saw: notifications/tools/list_changed to every connection that can
+        receive one. In a Pod, the report is written when the Pod does not carry this digest yet (a failed
+        report is logged and tried again on the next refresh). Refreshes run one at a time. The first one
+        (at start) tells no client: none has seen a list yet.
+        """
+        async with self._refresh_lock:
+            return await self._refresh()
+
+    async def reconfigure(self, settings: ServerSettings) -> ToolsRefresh:
+        """Serve with reloaded settings: the module takes its part first, then the policy applies, then a refresh.
+
+        The module may refuse (SettingsRejected, or any error): then nothing changes. RESTART_ONLY_FIELDS (the
+        listener, the Pod identity, page budgets) keep their running values; a change there is logged.
+        """
+        async with self._refresh_lock:
+            running = self.settings
+            needs_restart = running.restart_only_changes(settings)
+            if needs_restart:
+                logger.warning(
+                    "reloaded settings change %s: that needs a restart; running with the previous values of those",
+                    ", ".join(f"{name} ({ServerSettings.env_name(name)})" for name in needs_restart),
+                )
+            effective = settings.keeping_restart_only(running)
+            if isinstance(self.module, Reconfigurable):
+                await self.module.reconfigure(effective, effective.config_file)
+            old, new = running.model_dump(), effective.model_dump()
+            changed = sorted(name for name in new if new[name] != old[name])
+            self.settings = effective
+            if changed:
+                logger.info("settings reloaded; changed: %s", ", ".join(changed))
+                self._governed.clear()  # wrappers read the policy (confirmation) when they are built
+            return await self._refresh()
+
+    async def listed_tools(self) -> list[dict[str, Any]]:
+        """The tools as clients list them (wire form): what the report's digest is computed over."""
+        return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in await self.mcp.list_tools()]
+
+    async def _refresh(self) -> ToolsRefresh:
+        wanted = served_tools(self.module, self.settings)
+        governed = [self._governed_for(tool) for tool in wanted]  # may raise: then nothing has changed yet
+        before, names = {tool.name for tool in self.tools}, {tool.name for tool in wanted}
+        self._install(governed)
+        self.tools = wanted
+        self._governed = {name: entry for name, entry in self._governed.items() if name in names}
+        self.metrics.tools.set(len(wanted))
+
+        listed = await self.listed_tools()
+        digest = tools_digest(listed)
+        previous, self._listed_digest = self._listed_digest, digest
+        changed = previous is not None and previous != digest
+        added = tuple(tool.name for tool in wanted if tool.name not in before)
+        removed = tuple(sorted(before - names))
+        notified = 0
+        if changed:
+            notified = await self.announcer.announce()
+            logger.info(
+                "tool list changed (%d tools, %s): added %s, removed %s; told %d sessions and every listen stream",
+                len(wanted),
+                digest,
+                ", ".join(added) or "none",
+                ", ".join(removed) or "none",
+                notified,
+            )
+        report = await self._report(listed, digest)
+        return ToolsRefresh(digest, changed, added, removed, notified, report)
+
+    def _install(self, governed: list[GovernedTool]) -> None:
+        # MCPServer.add_tool builds a plain Tool from a function, which would lose GovernedTool's protocol
+        # errors for bad arguments; its constructor takes Tool objects into a ToolManager. A new manager
+        # swapped in whole is that same registration, and no request ever sees half a list.
+        self.mcp._tool_manager = ToolManager(tools=list(governed))
+
+    async def _report(self, listed: list[dict[str, Any]], digest: str) -> ReportOutcome | None:
+        """Contract 2: in a Pod, its digest and names on it (the operator's trigger); never fatal."""
+        if self.reporter is None or digest == self._reported_digest:
+            return None
+        try:
+            outcome = await self.reporter.report(listed)
+        except Exception:  # the report is a trigger for the operator, never a reason to stop serving
+            logger.exception("tool report failed; it is tried again on the next change or reload (SIGHUP)")
+            outcome = ReportOutcome.FAILED
+        if outcome != ReportOutcome.FAILED:
+            self._reported_digest = digest
+        return outcome
+
     # ------------------------------------------------------------ registration
 
     def _needs_confirmation(self, tool: ToolDef) -> bool:
         return self.settings.require_confirmation and tool.traits.risk == Risk.HIGH
+
+    def _governed_for(self, tool: ToolDef) -> GovernedTool:
+        """The registration of ``tool``: the one made before while the definition is the same, else a new one."""
+        known = self._governed.get(tool.name)
+        if known is not None and known[0] == tool:
+            return known[1]
+        governed = self._governed_tool(tool)
+        self._governed[tool.name] = (tool, governed)
+        return governed
 
     def _governed_tool(self, tool: ToolDef) -> GovernedTool:
         try:
@@ -473,15 +675,23 @@ def _parameters(tool: ToolDef) -> set[str]:
     return set(inspect.signature(tool.fn).parameters)
 
 
-def build_server(module: ServerModule, settings: ServerSettings, metrics: ServerMetrics | None = None) -> FleetServer:
-    """The module's tools, filtered by the settings' policy, on a new MCPServer with probes and metrics."""
+def served_tools(module: ServerModule, settings: ServerSettings, *, log_hidden: bool = False) -> list[ToolDef]:
+    """The module's tools that the settings' policy lets through, in the module's order."""
     policy = settings.tool_policy()
     toolset = module.toolset()
-    tools = policy.select(toolset)
-    for tool in toolset:
-        reason = policy.hidden_reason(tool)
-        if reason is not None:
-            logger.info("tool %s hidden: %s", tool.name, reason)
+    if log_hidden:
+        for tool in toolset:
+            reason = policy.hidden_reason(tool)
+            if reason is not None:
+                logger.info("tool %s hidden: %s", tool.name, reason)
+    return policy.select(toolset)
+
+
+def build_server(module: ServerModule, settings: ServerSettings, metrics: ServerMetrics | None = None) -> FleetServer:
+    """The module's tools, filtered by the settings' policy, on a new MCPServer with probes and metrics."""
     return FleetServer(
-        module=module, settings=settings, metrics=metrics or ServerMetrics(module.type_name), tools=tools
+        module=module,
+        settings=settings,
+        metrics=metrics or ServerMetrics(module.type_name),
+        tools=served_tools(module, settings, log_hidden=True),
     )

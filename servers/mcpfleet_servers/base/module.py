@@ -2,17 +2,23 @@
 
 The base owns the MCP server object, the transports, health/ready/metrics and the shared policy;
 a server module owns its backend clients and declares its tools, resources and prompts.
+
+A module may also take new settings while it serves (``Reconfigurable``): on SIGHUP the base reads the
+settings again, hands them to the module, then asks it for its tools again (``toolset``) and tells
+clients and the Pod report when the list changed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from mcpfleet_servers.base.toolkit import Toolset
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,24 @@ class ServerModule(Protocol):
 
     def register_extras(self, server: MCPServer) -> None:
         """Add MCP resources and prompts to the server (tools go through `toolset`)."""
+
+
+class SettingsRejected(Exception):
+    """New settings a module cannot take; each line names the variable or config key and what is wrong."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+@runtime_checkable
+class Reconfigurable(Protocol):
+    """Optional for a ServerModule: take new settings without a restart. A module without it keeps its own
+    settings on a reload; the base's policy (read-only mode, allow/deny, confirmation) still follows."""
+
+    async def reconfigure(self, settings: ServerSettings, config: ConfigFile | None) -> None:
+        """Validate, then apply what can change while serving; afterwards ``toolset()`` reflects it.
+
+        Raise SettingsRejected (before changing anything) for a bad value: the module and the base then
+        keep their running settings. Log what needs a restart instead of applying it.
+        """

@@ -2,7 +2,8 @@
 
 The Pod is named by the downward API (POD_NAME, POD_NAMESPACE). The report is read first and written only
 when it differs, so a restart serving the same tools writes nothing and the operator sees no change. The
-report is a trigger for the operator, never a reason to fail the server: an API error (no permission, no
+server writes it when it starts serving and again whenever its tool list changes (FleetServer.refresh_tools).
+The report is a trigger for the operator, never a reason to fail the server: an API error (no permission, no
 such Pod, no API server) is logged with what to fix, and the server serves on.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
@@ -25,6 +27,12 @@ logger = logging.getLogger(__name__)
 REPORT_TIMEOUT_SECONDS = 10.0
 
 
+class ReportOutcome(StrEnum):
+    WRITTEN = "written"  # the Pod now carries the report
+    CURRENT = "current"  # the Pod carried it already: nothing written
+    FAILED = "failed"  # not written (logged with what to fix); worth another try on the next change or reload
+
+
 def report_annotations(tools: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {TOOLS_DIGEST_ANNOTATION: tools_digest(tools), TOOLS_ANNOTATION: tools_annotation(tools)}
 
@@ -34,8 +42,8 @@ class PodReporter:
         self.namespace = namespace
         self.name = name
 
-    async def report(self, tools: Sequence[Mapping[str, Any]]) -> bool:
-        """Write the report when the Pod does not carry it already; True when it wrote. Never raises."""
+    async def report(self, tools: Sequence[Mapping[str, Any]]) -> ReportOutcome:
+        """Write the report when the Pod does not carry it already. Never raises."""
         wanted = report_annotations(tools)
         try:
             async with asyncio.timeout(REPORT_TIMEOUT_SECONDS):
@@ -50,14 +58,14 @@ class PodReporter:
             logger.warning("tool report not written on pod %s/%s: %s (%s)", self.namespace, self.name, hint, exc.reason)
         except (OSError, TimeoutError, k8s_config.ConfigException) as exc:
             logger.warning("tool report not written on pod %s/%s: %s", self.namespace, self.name, exc)
-        return False
+        return ReportOutcome.FAILED
 
-    async def _write(self, api: k8s.CoreV1Api, wanted: dict[str, str]) -> bool:
+    async def _write(self, api: k8s.CoreV1Api, wanted: dict[str, str]) -> ReportOutcome:
         pod = await api.read_namespaced_pod(self.name, self.namespace)
         current = pod.metadata.annotations or {}
         if all(current.get(key) == value for key, value in wanted.items()):
-            return False
+            return ReportOutcome.CURRENT
         # The client sends a dict as a strategic merge patch: for annotations (a map) the same as a merge patch.
         await api.patch_namespaced_pod(self.name, self.namespace, {"metadata": {"annotations": wanted}})
         logger.info("tool report on pod %s/%s: %s", self.namespace, self.name, wanted[TOOLS_DIGEST_ANNOTATION])
-        return True
+        return ReportOutcome.WRITTEN

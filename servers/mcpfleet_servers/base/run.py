@@ -1,7 +1,9 @@
-"""Serving a FleetServer: module start, uvicorn in the current loop, stdio beside HTTP probes, SIGTERM.
+"""Serving a FleetServer: module start, uvicorn in the current loop, stdio beside HTTP probes, SIGTERM, SIGHUP.
 
 One asyncio loop holds everything. For stdio the MCP frames own stdout, so logs go to stderr and
 /health, /ready and /metrics are still served over HTTP on MCP_PORT (the operator probes them).
+SIGHUP reads the settings again from where they came from (the environment, the config file, the
+command line's values) and applies what can change while serving; bad settings change nothing.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import AsyncIterator, Generator
 from typing import IO
 
 import anyio
+import anyio.to_thread
 import uvicorn
+from pydantic import ValidationError
 
 from mcpfleet_servers.base.app import FleetServer
+from mcpfleet_servers.base.module import SettingsRejected
 from mcpfleet_servers.base.redact import install_log_redaction
-from mcpfleet_servers.base.report import PodReporter
-from mcpfleet_servers.base.settings import ServerSettings, TransportName
+from mcpfleet_servers.base.settings import ConfigFileError, ServerSettings, TransportName, settings_error_lines
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class ServerRunner:
         self.serving = anyio.Event()
         self._http: OwnSignalsUvicorn | None = None
         self._stdio: anyio.CancelScope | None = None
+        self._reload_wanted = anyio.Event()
 
     def stop(self) -> None:
         """Graceful: uvicorn finishes open requests (bounded), stdio stops reading."""
@@ -77,6 +82,10 @@ class ServerRunner:
             self._http.should_exit = True
         if self._stdio is not None:
             self._stdio.cancel()
+
+    def request_reload(self) -> None:
+        """Ask for a settings reload (the SIGHUP handler); requests made while one runs become one more."""
+        self._reload_wanted.set()
 
     @property
     def port(self) -> int:
@@ -92,7 +101,8 @@ class ServerRunner:
         self.server.state.started = True
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._report_tools)
+                group.start_soon(self._first_refresh)
+                group.start_soon(self._reload_when_asked)
                 await self._serve()
                 group.cancel_scope.cancel()
         finally:
@@ -100,17 +110,50 @@ class ServerRunner:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
                 await module.close()
 
-    async def _report_tools(self) -> None:
-        """Contract 2: in a Pod, write the tool list's digest and names on it (the operator's trigger)."""
-        settings = self.settings
-        if not (settings.pod_name and settings.pod_namespace):
-            return
+    async def _first_refresh(self) -> None:
+        """The same path as every later change: in a Pod this writes the first tool report (contract 2)."""
         try:
-            listed = await self.server.mcp.list_tools()
-            tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed]
-            await PodReporter(settings.pod_namespace, settings.pod_name).report(tools)
-        except Exception:  # the report is a trigger for the operator, never a reason to stop serving
-            logger.exception("tool report failed")
+            await self.server.refresh_tools()
+        except Exception:  # serving the tools built at start beats not serving
+            logger.exception("tool refresh at start failed")
+
+    async def _reload_when_asked(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted = anyio.Event()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Read the settings again from their sources and serve with them; False (logged) when they are bad,
+        and then nothing changed: the previous settings and tools stay."""
+        running = self.server.settings
+        source = running.config_file.source if running.config_file is not None else None
+        try:
+            settings = await anyio.to_thread.run_sync(running.reload)  # reads the file: off the loop
+        except ConfigFileError as exc:
+            return self._rejected([str(exc)])
+        except ValidationError as exc:
+            return self._rejected(settings_error_lines(exc, running.config_file))
+        kind = settings.config_file.type if settings.config_file is not None else None
+        if kind not in (None, self.server.module.type_name):
+            return self._rejected([f"{source} is now for type {kind}, not {self.server.module.type_name}"])
+        try:
+            refresh = await self.server.reconfigure(settings)
+        except SettingsRejected as exc:
+            return self._rejected(exc.lines)
+        except Exception:
+            logger.exception("settings reload failed; serving on with the tools served before")
+            return False
+        where = f"the environment and {source}" if source is not None else "the environment"
+        logger.info("settings reloaded from %s: %d tools served (%s)", where, len(self.server.tools), refresh.digest)
+        return True
+
+    @staticmethod
+    def _rejected(problems: list[str]) -> bool:
+        for problem in problems:
+            logger.error("settings not reloaded: %s", problem)
+        logger.error("serving on with the previous settings and tools; fix the value and send SIGHUP again")
+        return False
 
     async def _serve(self) -> None:
         settings = self.settings
@@ -157,15 +200,16 @@ async def running(server: FleetServer) -> AsyncIterator[ServerRunner]:
 
 
 async def serve_until_signalled(server: FleetServer) -> None:
-    """The process main: serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """The process main: serve until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the settings."""
     runner = ServerRunner(server)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.stop)
+    loop.add_signal_handler(signal.SIGHUP, runner.request_reload)
     try:
         await runner.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

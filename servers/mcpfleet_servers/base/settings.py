@@ -1,7 +1,8 @@
 """The one settings object of a server process: transport, HTTP security and the shared tool policy.
 
 Sources, strongest first: keyword overrides (the CLI options), MCP_* environment variables, the
-operator's config file (``--config /etc/mcpfleet/config.json``), the defaults here.
+operator's config file (``--config /etc/mcpfleet/config.json``), the defaults here. A settings object
+remembers its sources, so a running server can read them again (``reload``, on SIGHUP).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -45,6 +46,18 @@ SSE_MESSAGE_PATH = "/messages/"
 
 # The key of each type's block in the config file (ServerConfig in the contracts).
 _TYPE_BLOCKS = {"k8s-ops": "k8sOps", "monitoring": "monitoring", "cmdb": "cmdb"}
+# Where in the config file a ServerSettings field comes from: top-level keys, and the type block's switches.
+_FILE_KEYS = {
+    "transport": "transport",
+    "port": "port",
+    "path": "path",
+    "tool_prefix": "toolPrefix",
+    "server_name": "name",
+    "pod_namespace": "namespace",
+    "tools_allow": "tools.allow",
+    "tools_deny": "tools.deny",
+}
+_BLOCK_KEYS = {"read_only": "readOnly", "require_confirmation": "requireConfirmation"}
 
 
 class ConfigFileError(Exception):
@@ -73,6 +86,12 @@ class ConfigFile(BaseModel):
     tool_prefix: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     tools: ToolsBlock = Field(default_factory=ToolsBlock)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this was read from (None when built in code)."""
+        return self._source
 
     @classmethod
     def read(cls, path: Path) -> ConfigFile:
@@ -84,12 +103,14 @@ class ConfigFile(BaseModel):
         except json.JSONDecodeError as exc:
             raise ConfigFileError(f"the config file {path} is not JSON: {exc}") from exc
         try:
-            return cls.model_validate(raw)
+            config = cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
             )
             raise ConfigFileError(f"the config file {path} is invalid: {problems}") from exc
+        config._source = path
+        return config
 
     def type_block(self) -> dict[str, Any]:
         """The block of this server's type, e.g. ``config.k8sOps`` for type k8s-ops."""
@@ -97,6 +118,14 @@ class ConfigFile(BaseModel):
             return {}
         block = self.config.get(_TYPE_BLOCKS.get(self.type, self.type))
         return block if isinstance(block, dict) else {}
+
+    def key_of(self, field: str) -> str | None:
+        """The file's key for a ServerSettings field (``config.k8sOps.readOnly``), None when the file has none."""
+        if field in _FILE_KEYS:
+            return _FILE_KEYS[field]
+        if field in _BLOCK_KEYS and self.type is not None:
+            return f"config.{_TYPE_BLOCKS.get(self.type, self.type)}.{_BLOCK_KEYS[field]}"
+        return None
 
     def settings_values(self) -> dict[str, Any]:
         """The file's contribution to ServerSettings, keyed by field name."""
@@ -116,10 +145,9 @@ class ConfigFile(BaseModel):
             values["tools_deny"] = self.tools.deny
         # Policy switches that the typed config blocks carry (k8sOps.readOnly, k8sOps.requireConfirmation).
         block = self.type_block()
-        if "readOnly" in block:
-            values["read_only"] = block["readOnly"]
-        if "requireConfirmation" in block:
-            values["require_confirmation"] = block["requireConfirmation"]
+        for field, key in _BLOCK_KEYS.items():
+            if key in block:
+                values[field] = block[key]
         return values
 
 
@@ -146,6 +174,27 @@ def _split(value: object) -> object:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+# Bound once the process serves (the listener and its Host check, the Pod's identity, the modules' page
+# budgets): a reload keeps the running values of these and says that a change needs a restart.
+RESTART_ONLY_FIELDS = (
+    "host",
+    "port",
+    "path",
+    "transport",
+    "stateless",
+    "json_response",
+    "allowed_hosts",
+    "allowed_origins",
+    "debug",
+    "log_level",
+    "pod_name",
+    "pod_namespace",
+    "pod_ip",
+    "server_name",
+    "max_items",
+    "max_output_bytes",
+)
 
 
 class ServerSettings(BaseSettings):
@@ -198,6 +247,10 @@ class ServerSettings(BaseSettings):
         default=False, description="Run HIGH-risk calls from clients that cannot show a confirmation."
     )
 
+    # Where these values came from (set by `load`), so that `reload` reads the same sources again.
+    _config_file: ConfigFile | None = PrivateAttr(default=None)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     pod_name: str | None = Field(default=None, validation_alias=AliasChoices("POD_NAME", "pod_name"))
     pod_namespace: str | None = Field(default=None, validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
     pod_ip: str | None = Field(default=None, validation_alias=AliasChoices("POD_IP", "pod_ip"))
@@ -222,11 +275,39 @@ class ServerSettings(BaseSettings):
     @classmethod
     def load(cls, config_file: ConfigFile | None = None, **overrides: Any) -> ServerSettings:
         """CLI overrides > environment > config file > defaults. Raises ValidationError."""
+        given = {key: value for key, value in overrides.items() if value is not None}
         token = _FILE_VALUES.set(config_file.settings_values() if config_file else {})
         try:
-            return cls(**{key: value for key, value in overrides.items() if value is not None})
+            settings = cls(**given)
         finally:
             _FILE_VALUES.reset(token)
+        settings._config_file = config_file
+        settings._overrides = given
+        return settings
+
+    @property
+    def config_file(self) -> ConfigFile | None:
+        """The config file these settings were loaded with (its type block configures the module)."""
+        return self._config_file
+
+    def reload(self) -> ServerSettings:
+        """The same sources read again: the config file from its path, the environment, the same overrides.
+
+        Blocking (it reads the file): call it off the event loop. Raises ConfigFileError or ValidationError,
+        and the running settings stay as they are.
+        """
+        config_file = self._config_file
+        if config_file is not None and config_file.source is not None:
+            config_file = ConfigFile.read(config_file.source)
+        return type(self).load(config_file, **self._overrides)
+
+    def restart_only_changes(self, new: ServerSettings) -> list[str]:
+        """The fields in RESTART_ONLY_FIELDS whose value differs in ``new``."""
+        return [name for name in RESTART_ONLY_FIELDS if getattr(new, name) != getattr(self, name)]
+
+    def keeping_restart_only(self, running: ServerSettings) -> ServerSettings:
+        """These settings with the running values of RESTART_ONLY_FIELDS (the listener stays as it is)."""
+        return self.model_copy(update={name: getattr(running, name) for name in RESTART_ONLY_FIELDS})
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -268,12 +349,14 @@ class ServerSettings(BaseSettings):
         return [f"{name}", f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
 
 
-def settings_error_lines(exc: ValidationError) -> list[str]:
-    """One line per bad value, naming the environment variable (and the config key it may come from)."""
+def settings_error_lines(exc: ValidationError, config_file: ConfigFile | None = None) -> list[str]:
+    """One line per bad value, naming the environment variable (and the config file's key it may come from)."""
     lines = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "?"
-        lines.append(f"{ServerSettings.env_name(field)} ({field}): {error['msg']}")
+        key = config_file.key_of(field) if config_file is not None else None
+        origin = f", or {key} in {config_file.source or 'the config file'}" if config_file is not None and key else ""
+        lines.append(f"{ServerSettings.env_name(field)} ({field}{origin}): {error['msg']}")
     return lines
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
-from mcpfleet_servers.base.module import BackendStatus
+from pydantic import ValidationError
+
+from mcpfleet_servers.base.module import BackendStatus, SettingsRejected
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import InvalidArgument, ToolFailure, Toolset
 from mcpfleet_servers.k8s_ops.client import K8sBackend, Target
@@ -14,6 +17,15 @@ from mcpfleet_servers.k8s_ops.tools import register
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
+
+logger = logging.getLogger(__name__)
+
+# What a reload may change while serving: the tools read these when they run. The rest (credentials,
+# context, timeouts, protected namespaces, denied kinds, exec) is bound to the client or to which tools
+# exist, and keeps its running value until a restart.
+LIVE_FIELDS = frozenset({"allowed_namespaces"})
 
 INSTRUCTIONS = """\
 Kubernetes operations for one cluster (or the contexts of a kubeconfig).
@@ -69,11 +81,37 @@ class K8sOpsServer:
             self._toolset = toolset
         return self._toolset
 
-    def register_extras(self, server: MCPServer) -> None:
-        tools = self.toolset()
+    async def reconfigure(self, settings: ServerSettings, config: ConfigFile | None) -> None:
+        """Reloaded settings (SIGHUP): the namespaces allow-list (config.k8sOps.namespaces or K8S_ALLOWED_NAMESPACES)
+        applies from the next call on; read-only mode and allow/deny lists are the base's and follow by themselves.
+        """
+        try:
+            reloaded = K8sOpsSettings.from_config({"config": config.config} if config is not None else None)
+        except ValidationError as exc:
+            raise SettingsRejected(
+                [
+                    f"K8S_{str(error['loc'][0]).upper() if error['loc'] else '?'}: {error['msg']}"
+                    for error in exc.errors(include_url=False)
+                ]
+            ) from exc
+        changed = {
+            name for name in K8sOpsSettings.model_fields if getattr(reloaded, name) != getattr(self.settings, name)
+        }
+        if changed - LIVE_FIELDS:
+            logger.warning(
+                "reloaded k8s-ops settings change %s: that needs a restart; running with the previous values of those",
+                ", ".join(f"K8S_{name.upper()}" for name in sorted(changed - LIVE_FIELDS)),
+            )
+        live = changed & LIVE_FIELDS
+        if live:
+            self.settings = self.settings.model_copy(update={name: getattr(reloaded, name) for name in live})
+            self._toolset = None  # the tools close over the settings: the next toolset() is built with the new ones
+            logger.info("k8s-ops namespaces allowed: %s", ", ".join(self.settings.allowed_namespaces) or "all")
 
+    def register_extras(self, server: MCPServer) -> None:
         async def call(tool: str, **kwargs: Any) -> str:
-            result = await tools[tool].fn(**kwargs)
+            # The current toolset, not the one at start: a reload may have rebuilt it with new settings.
+            result = await self.toolset()[tool].fn(**kwargs)
             return result.model_dump_json(indent=2)
 
         @server.resource("k8s://cluster", mime_type="application/json", title="Cluster")

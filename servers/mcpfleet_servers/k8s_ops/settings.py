@@ -68,7 +68,9 @@ class K8sOpsSettings(BaseSettings):
         values: dict[str, Any] = {}
         explicit = env.model_fields_set
         if block.get("namespaces") and "allowed_namespaces" not in explicit:
-            values["allowed_namespaces"] = tuple(str(ns) for ns in block["namespaces"])
+            # The field's own validator reads a list or a comma-separated string ("team-a" is one namespace,
+            # not six letters).
+            values["allowed_namespaces"] = block["namespaces"]
         if not values:
             return env
         return cls(**{**{k: getattr(env, k) for k in explicit}, **values, **overrides})
