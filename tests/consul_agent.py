@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -44,15 +45,33 @@ def consul_binary() -> Path:
     return Path(found)
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """Ports free right now and all different: held open together while the kernel picks them."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 @dataclass
 class ConsulAgent:
     directory: Path
     http_port: int = field(default_factory=free_port)
     # Serf, RPC and gRPC need ports too; fixed per agent so that a restart binds the same ones.
     ports: dict[str, int] = field(
-        default_factory=lambda: {name: free_port() for name in ("serf_lan", "serf_wan", "server", "grpc")}
+        default_factory=lambda: dict(
+            zip(("serf_lan", "serf_wan", "server", "grpc"), distinct_free_ports(4), strict=True)
+        )
     )
     process: subprocess.Popen[bytes] | None = None
+    # With a token: ACLs on, everything denied by default, this token the initial management token.
+    management_token: str | None = None
+
+    def __post_init__(self) -> None:
+        # Consul refuses to start when two of its listeners share a port.
+        while self.http_port in self.ports.values():
+            self.http_port = free_port()
 
     @property
     def address(self) -> str:
@@ -68,6 +87,12 @@ class ConsulAgent:
             "log_level": "warn",
             "disable_update_check": True,
         }
+        if self.management_token is not None:
+            config["acl"] = {
+                "enabled": True,
+                "default_policy": "deny",
+                "tokens": {"initial_management": self.management_token},
+            }
         config_file = self.directory / "agent.json"
         config_file.write_text(json.dumps(config))
         log = (self.directory / "consul.log").open("ab")
@@ -88,7 +113,10 @@ class ConsulAgent:
 
     def get(self, path: str) -> Any:
         """A GET against the agent's HTTP API (what a person would check with curl)."""
-        with urllib.request.urlopen(self.address + path, timeout=2) as response:
+        request = urllib.request.Request(self.address + path)
+        if self.management_token is not None:
+            request.add_header("X-Consul-Token", self.management_token)
+        with urllib.request.urlopen(request, timeout=2) as response:
             return json.loads(response.read() or b"null")
 
     def services(self) -> dict[str, Any]:

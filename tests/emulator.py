@@ -3,8 +3,10 @@
 kmock stores objects as merged JSON and leaves metadata alone; its docs invite
 subclassing for anything more. An operator needs a little more: uid (owner
 references), resourceVersion (to prove that nothing was written), generation
-(observedGeneration), creationTimestamp, and server-side apply creating an
-object that does not exist yet. Everything else is kmock's.
+(observedGeneration), creationTimestamp, server-side apply creating an
+object that does not exist yet, PUT (a whole replacement, refused with
+409 Conflict on a stale resourceVersion), and watch=True read as a watch (as
+kubernetes-asyncio asks for one). Everything else is kmock's.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             meta.setdefault("namespace", namespace)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.method == enums.method.PUT and request.resource is not None and request.name is not None:
+            return aiohttp.web.json_response(await self._replace(request))
+        if request.action == enums.action.LIST and str(request.params.get("watch", "")).lower() in ("true", "1"):
+            # The API server parses booleans like Go (watch=True is a watch); kubernetes-asyncio sends "True".
+            request = self._as_watch(request)
         data = request.data
         if request.resource is not None and isinstance(data, dict):
             if request.action == enums.action.CREATE:
@@ -76,6 +83,49 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         generation = int(old.get("metadata", {}).get("generation") or 1)
         spec_changed = any(merged.get(k) != old.get(k) for k in merged if k not in ("metadata", "status"))
         meta["generation"] = generation + 1 if spec_changed else generation
+
+    def _as_watch(self, request: rendering.Request) -> rendering.Request:
+        watch = attrs.evolve(request, action=enums.action.WATCH)
+        # kmock's reactions see only the requests it recorded (by identity): record the watch in its place.
+        for index in range(len(self._requests) - 1, -1, -1):
+            if self._requests[index] is request:
+                self._requests[index] = watch
+                break
+        return watch
+
+    async def _replace(self, request: rendering.Request) -> dict[str, Any]:
+        """PUT as the API server does it: the body replaces the object whole (kmock only merges patches),
+        and a stale ``metadata.resourceVersion`` is a 409 Conflict instead of a lost update."""
+        assert request.resource is not None
+        data = request.data if isinstance(request.data, dict) else {}
+        key = (request.resource, request.namespace, str(request.name))
+        async with self._lock:
+            existing = self.objects[key] if key in self.objects else None  # noqa: SIM401 - no .get() there
+            if existing is None or existing.deleted or request.subresource:
+                raise kmock.KubernetesObjectNotFoundError()
+            old = copy.deepcopy(existing.last.raw)
+            old_meta = old.get("metadata") or {}
+            sent_version = (data.get("metadata") or {}).get("resourceVersion")
+            if sent_version and str(sent_version) != str(old_meta.get("resourceVersion")):
+                raise kmock.KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f'Operation cannot be fulfilled on {request.resource.plural} "{request.name}": '
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+            new = copy.deepcopy(data)
+            meta = new.setdefault("metadata", {})
+            for immutable in ("uid", "creationTimestamp", "name", "namespace"):
+                if immutable in old_meta:
+                    meta[immutable] = old_meta[immutable]
+            meta["resourceVersion"] = str(next(self._versions))
+            generation = int(old_meta.get("generation") or 1)
+            spec_changed = any(new.get(k) != old.get(k) for k in {*new, *old} - {"metadata", "status"})
+            meta["generation"] = generation + 1 if spec_changed else generation
+            existing.create(new)
+            raw: dict[str, Any] = existing.last.raw
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})
+        return raw
 
     # kmock answers fetch/create/update/delete by scanning every stored object (O(N) per request);
     # at a thousand MCPServers that made the emulator, not the operator, the bottleneck. Keyed lookups:

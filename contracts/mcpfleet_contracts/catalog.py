@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mcpfleet_contracts.mcpserver import Risk, Transport
 
 CATALOG_VERSION = "mcpfleet.io/catalog/v1"
+CATALOG_CONFIGMAP = "mcpfleet-catalog"  # the ConfigMap's default name
+CATALOG_KEY = "catalog.json"  # its key
 DEFAULT_SEPARATOR = ":"
 
 SAFE_VERBS = frozenset({"get", "list", "describe", "query", "search", "show", "read", "watch", "find", "check"})
@@ -145,6 +147,37 @@ class Catalog(BaseModel):
 
     def dump(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)
+
+
+def catalog_tool(
+    prefix: str,
+    tool: Mapping[str, Any],
+    *,
+    separator: str = DEFAULT_SEPARATOR,
+    risk_overrides: Mapping[str, Risk] | None = None,
+    safe_cache_seconds: float = 0.0,
+) -> CatalogTool:
+    """The catalog entry of one tool in its wire form (``inputSchema``, ``annotations``, ...), risk rules applied."""
+    name = str(tool["name"])
+    annotations = dict(tool.get("annotations") or {})
+    risk = infer_risk(name, annotations, risk_overrides)
+    input_schema = dict(tool.get("inputSchema") or {"type": "object"})
+    output_schema = tool.get("outputSchema")
+    description = str(tool.get("description") or "")
+    return CatalogTool(
+        name=qualified_name(prefix, name, separator),
+        upstream_name=name,
+        title=tool.get("title") or annotations.get("title"),
+        description=description,
+        input_schema=input_schema,
+        output_schema=dict(output_schema) if output_schema else None,
+        risk=risk,
+        timeout_seconds=DEFAULT_TIMEOUT_SECONDS[risk],
+        cache_ttl_seconds=safe_cache_seconds if risk is Risk.SAFE else 0.0,
+        permissions=(required_permission(prefix, name),),
+        annotations=annotations,
+        schema_digest=schema_digest(description, input_schema),
+    )
 
 
 def catalog_schema() -> dict[str, Any]:

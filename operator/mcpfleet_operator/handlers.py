@@ -19,20 +19,34 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from mcpfleet_contracts.errors import describe_validation_error
-from mcpfleet_contracts.mcpserver import GROUP, PLURAL, VERSION, MCPServerSpec, check_name, parse_spec
+from mcpfleet_contracts.mcpserver import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    MCPServerSpec,
+    MCPServerStatus,
+    check_name,
+    parse_spec,
+)
 from mcpfleet_operator.builders.children import build_children
+from mcpfleet_operator.builders.consul import build_registration, registration_target
 from mcpfleet_operator.builders.model import (
     CHILD_KINDS,
     DEPLOYMENT,
     LABEL_MANAGED_BY,
     LABEL_OWNER_UID,
+    LABEL_SERVER,
     MANAGED_BY,
+    SERVICE,
     BuildDefaults,
     Owner,
     ResourceKind,
     owner_of,
 )
-from mcpfleet_operator.builders.status import Observation, failed_status
+from mcpfleet_operator.builders.status import READY, REGISTERED, Observation, failed_status, set_condition
+from mcpfleet_operator.catalog_store import CatalogStore
+from mcpfleet_operator.catalog_sync import CatalogWriter, Subject, ToolSync
+from mcpfleet_operator.consul import ConsulRegistrar, RegistrationState
 from mcpfleet_operator.kube import KubeClient, KubeError, load_api_client
 from mcpfleet_operator.metrics import OperatorMetrics
 from mcpfleet_operator.reconcile import NameConflict, StatusWriter, apply_children, ensure_child
@@ -56,6 +70,12 @@ class OperatorState:
     status: StatusWriter | None = None
     managed: set[tuple[str, str]] = field(default_factory=set)
     stop_metrics: Any = None
+    writer: CatalogWriter | None = None
+    tools: ToolSync | None = None
+    registrar: ConsulRegistrar | None = None
+    # The live Service of each server (its ClusterIP is what Consul registers) and the last stored status.
+    services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    subjects: dict[tuple[str, str], Subject] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
 
     def reconcile_slots(self) -> asyncio.Semaphore:
@@ -71,6 +91,11 @@ class OperatorState:
 
     def watches(self, namespace: str) -> bool:
         return self.settings.clusterwide or namespace in self.settings.namespaces
+
+    def sync(self) -> ToolSync:
+        if self.tools is None:
+            raise kopf.TemporaryError("the catalog sync is not started yet", delay=1)
+        return self.tools
 
 
 def owner_from(meta: Mapping[str, Any], namespace: str | None, name: str | None) -> Owner:
@@ -121,6 +146,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         api = await load_api_client(state.settings.kubeconfig, state.settings.context)
         state.client = KubeClient(api, state.settings.field_manager)
         state.status = StatusWriter(state.client)
+        await _start_catalog_and_consul(state)
         if state.settings.metrics_port:
             server, _thread = start_http_server(
                 state.settings.metrics_port, state.settings.metrics_host, registry=state.metrics.registry
@@ -138,6 +164,12 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
+        if state.tools is not None:
+            await state.tools.close()
+        if state.writer is not None:
+            await state.writer.close()
+        if state.registrar is not None:
+            await state.registrar.close()
         if state.client is not None:
             await state.client.close()
         if state.stop_metrics is not None:
@@ -167,6 +199,7 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
         name: str,
         reason: str,
         retry: int,
+        mcpserver_index: kopf.Index[tuple[str, str], dict[str, Any]] | None = None,
         **_: Any,
     ) -> None:
         client, writer = state.kube()
@@ -196,6 +229,10 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
                     log.info("%s/%s: %s %s %s", namespace, name, outcome.action, kind.kind, outcome.drift or "")
             observation = Observation(deployment=outcomes[DEPLOYMENT].live)
             await writer.refresh(owner, server_spec, observation, status)
+            live_service = outcomes[SERVICE].live
+            if live_service is not None:
+                state.services[(owner.namespace, name)] = live_service
+            await _follow(state, owner, server_spec, status, mcpserver_index)
             result = "ok"
         except NameConflict as exc:
             await writer.refresh(owner, server_spec, Observation(deploy_error=str(exc)), status)
@@ -228,14 +265,139 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:  # noqa: PLR0
                 outcome = await _ensure_or_retry(client, kind, owner, None)
                 if outcome:
                     state.metrics.api_writes.labels(kind.kind, "delete").inc()
+        key = (owner.namespace, name)
+        # Forgotten first: nothing may write this object's status now (a write would race the finalizer's removal).
+        state.subjects.pop(key, None)
+        state.services.pop(key, None)
+        state.sync().forget(key)
+        if state.registrar is not None and state.registrar.enabled:
+            await state.registrar.remove(key)
         writer.forget(owner)
-        state.managed.discard((owner.namespace, name))
+        state.managed.discard(key)
         state.metrics.managed_objects.set(len(state.managed))
 
     for child_kind in CHILD_KINDS:
         _register_child_watch(registry, state, child_kind)
+    _register_pod_watch(registry, state)
 
     return registry
+
+
+async def _start_catalog_and_consul(state: OperatorState) -> None:
+    """The catalog writer (from the stored catalog), the tool sync and the Consul registrar."""
+    client, status = state.kube()
+    settings = state.settings
+    store = CatalogStore(client, settings.catalog_namespace, settings.catalog_name, keep=settings.catalog_keep)
+    state.writer = CatalogWriter(store, state.metrics, debounce=settings.catalog_debounce_seconds)
+    state.tools = ToolSync(
+        state.writer, status, settings, state.metrics, on_status_changed=lambda key: _register(state, key)
+    )
+    state.writer.on_written = state.tools.written
+    await state.writer.start()
+    state.registrar = ConsulRegistrar(
+        settings, state.metrics.registry, lambda key, result: _registered(state, key, result)
+    )
+    await state.registrar.start()
+
+
+async def _follow(
+    state: OperatorState,
+    owner: Owner,
+    spec: MCPServerSpec,
+    stored: Mapping[str, Any],
+    index: kopf.Index[tuple[str, str], dict[str, Any]] | None,
+) -> None:
+    """After a reconcile: the tool sync and Consul follow the MCPServer (and forget servers that are gone)."""
+    key = (owner.namespace, owner.name)
+    subject = Subject(owner, spec, stored)
+    state.subjects[key] = subject
+    tools = state.sync()
+    tools.observe(subject)
+    if spec.endpoint is None and spec.replicas == 0:
+        tools.scaled_to_zero(key)
+    if index is not None:
+        tools.prune({k for k in index if k[0] is not None})
+    await _register(state, key)
+
+
+async def _register(state: OperatorState, key: tuple[str, str]) -> None:
+    """Register a Ready server in Consul (with its current tools digest); deregister one that is not."""
+    subject = state.subjects.get(key)
+    if state.registrar is None or state.status is None or subject is None:
+        return
+    current = state.status.current(subject.owner, subject.status)
+    ready = any(c.type == READY and c.status == "True" for c in current.conditions or ())
+    target = registration_target(subject.owner, subject.spec, state.services.get(key))
+    registration = None
+    if ready and target is not None:
+        address, port = target
+        registration = build_registration(
+            subject.owner, subject.spec, address=address, port=port, tools_digest=state.sync().digest(key)
+        )
+    if registration is None:
+        if key in state.registrar.desired():
+            await state.registrar.remove(key)
+        return
+    await state.registrar.ensure(key, registration)
+
+
+async def _registered(state: OperatorState, key: tuple[str, str], result: RegistrationState) -> None:
+    """The registrar's verdict becomes the Registered condition and status.consulServiceId."""
+    subject = state.subjects.get(key)
+    if subject is None or state.status is None:
+        return
+    owner = subject.owner
+
+    def make(previous: MCPServerStatus, now: str) -> MCPServerStatus:
+        conditions = set_condition(
+            list(previous.conditions or ()),
+            REGISTERED,
+            "True" if result.registered else "False",
+            result.reason,
+            result.message,
+            owner.generation,
+            now,
+        )
+        service_id = result.service_id if result.registered else None
+        return previous.model_copy(update={"conditions": conditions, "consul_service_id": service_id})
+
+    try:
+        await state.status.update(owner, subject.status, make)
+    except KubeError as exc:
+        log.warning("%s/%s: could not record the Consul registration: %s", owner.namespace, owner.name, exc)
+
+
+def _register_pod_watch(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
+    """Contract 2: a server Pod's tool report (or, for custom images, its readiness) triggers a tools/list."""
+
+    @kopf.on.event(
+        "", "v1", "pods", labels={**MANAGED, LABEL_SERVER: kopf.PRESENT}, id="tool-reports", registry=registry
+    )
+    async def pod_event(
+        type: str,
+        body: kopf.Body,
+        mcpserver_index: kopf.Index[tuple[str, str], dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> None:
+        if state.tools is None:
+            return
+        key = owner_of(dict(body))
+        if key is None or not state.watches(key[0]):
+            return
+        assert mcpserver_index is not None
+        entry = next(iter(mcpserver_index.get(key, ())), None)
+        if entry is None or entry["deleting"]:
+            return
+        owner: Owner = entry["owner"]
+        if key not in state.subjects:
+            try:
+                state.tools.observe(Subject(owner, parse_spec(entry["spec"]), entry["status"]))
+            except ValidationError:
+                return
+        if type == "DELETED":
+            state.tools.pod_gone(key, str(body.get("metadata", {}).get("name")))
+        else:
+            state.tools.pod_changed(key, dict(body))
 
 
 def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState, kind: ResourceKind) -> None:
@@ -290,8 +452,11 @@ def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState,
                 outcome.action,
                 outcome.drift,
             )
+        if kind == SERVICE and outcome.live is not None:
+            state.services[key] = outcome.live
         if kind == DEPLOYMENT:
             await state.status.refresh(owner, spec, Observation(deployment=outcome.live), entry["status"])
+            await _register(state, key)
 
 
 async def _collect_orphan(state: OperatorState, kind: ResourceKind, body: Mapping[str, Any], deleted: bool) -> None:

@@ -20,6 +20,9 @@ from mcpfleet_operator.builders.model import ResourceKind
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 _TIMEOUT = 30
+# A listing asks for pages of at most this many objects, and for at most this many pages.
+_PAGE_SIZE = 500
+_MAX_PAGES = 100
 
 
 class KubeError(Exception):
@@ -90,7 +93,7 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
 
 
 class KubeClient:
-    """get/create/apply/patch/delete of objects as dicts, writing as one field manager."""
+    """get/list/create/apply/replace/patch/delete of objects as dicts, writing as one field manager."""
 
     def __init__(self, api: k8s.ApiClient, field_manager: str) -> None:
         self._api = api
@@ -196,3 +199,41 @@ class KubeClient:
             body={"status": status},
             content_type=MERGE,
         )
+
+    async def replace(self, kind: ResourceKind, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the whole object; with ``metadata.resourceVersion`` set, a write by someone else since then
+        is answered 409 Conflict (KubeError.status == 409) instead of being overwritten."""
+        meta = manifest["metadata"]
+        return await self._call(
+            "PUT",
+            object_path(kind, meta.get("namespace"), meta["name"]),
+            body=manifest,
+            query=[("fieldManager", self.field_manager)],
+        )
+
+    async def list(
+        self,
+        kind: ResourceKind,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """At most ``limit`` objects (all namespaces when ``namespace`` is None), following the API
+        server's ``continue`` token page by page; a listing longer than that is cut at ``limit``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        items: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(_MAX_PAGES):
+            query = [("limit", str(min(limit - len(items), _PAGE_SIZE)))]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            page = await self._call("GET", object_path(kind, namespace), query=query)
+            items.extend(page.get("items") or ())
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token or len(items) >= limit:
+                break
+        return items[:limit]

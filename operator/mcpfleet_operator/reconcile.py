@@ -121,6 +121,10 @@ class StatusWriter:
         self._locks.pop((owner.namespace, owner.name), None)
         self._written.pop((owner.namespace, owner.name), None)
 
+    def current(self, owner: Owner, stored: Mapping[str, Any] | None) -> MCPServerStatus:
+        """The status as last written by this operator, else as stored."""
+        return parse_status(self._current(owner, stored))
+
     def _current(self, owner: Owner, stored: Mapping[str, Any] | None) -> dict[str, Any]:
         return self._written.get((owner.namespace, owner.name)) or dict(stored or {})
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcpfleet_contracts.catalog import CATALOG_CONFIGMAP
 from mcpfleet_contracts.mcpserver import QUANTITY
 from mcpfleet_operator.builders.model import BuildDefaults
 
@@ -51,13 +52,22 @@ class OperatorSettings(BaseSettings):
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Namespace of the catalog ConfigMap (the chart sets the operator's own namespace).",
     )
-    catalog_name: str = Field(default="mcpfleet-catalog", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=200)
+    catalog_name: str = Field(default=CATALOG_CONFIGMAP, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=200)
     catalog_keep: int = Field(default=5, ge=1, le=50, description="Earlier catalog revisions kept for rollback.")
     catalog_debounce_seconds: float = Field(
         default=0.2, ge=0, le=30, description="Changes arriving within this window become one catalog write."
     )
     tools_list_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Longest the operator waits for a server's tools/list."
+    )
+    safe_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How long the gateway may reuse answers of SAFE tools (catalog cache policy). 0 keeps every answer "
+            "fresh: an assistant that just scaled a Deployment must see the new pods."
+        ),
     )
     external_poll_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often external endpoints are re-listed (with ±20% jitter)."

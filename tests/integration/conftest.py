@@ -58,9 +58,9 @@ async def api(kubeconfig: Path) -> AsyncIterator[KubeClient]:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(kubeconfig: Path) -> AsyncIterator[OperatorState]:
+async def running_operator(kubeconfig: Path, **overrides: Any) -> AsyncIterator[OperatorState]:
     """One operator instance (kopf.testing.KopfRunner in a thread) for the duration of the block."""
-    settings = OperatorSettings(metrics_port=0, liveness_port=0, kubeconfig=str(kubeconfig))
+    settings = OperatorSettings(metrics_port=0, liveness_port=0, kubeconfig=str(kubeconfig), **overrides)
     state = OperatorState(settings=settings, defaults=settings.build_defaults())
     runner = KopfRunner(["run", "--standalone", "--all-namespaces"], registry=build_registry(state), timeout=30)
     runner.__enter__()

@@ -43,10 +43,29 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 # Which children each type gets by default (k8s-ops and monitoring read cluster-wide).
+# Built-in servers also get a namespaced Role for their tool report (get/patch of their own Pods).
 EXPECTED_KINDS: dict[str, set[ResourceKind]] = {
-    "k8s-ops": {SERVICE_ACCOUNT, CLUSTER_ROLE, CLUSTER_ROLE_BINDING, CONFIG_MAP, DEPLOYMENT, SERVICE},
-    "monitoring": {SERVICE_ACCOUNT, CLUSTER_ROLE, CLUSTER_ROLE_BINDING, CONFIG_MAP, DEPLOYMENT, SERVICE},
-    "cmdb": {SERVICE_ACCOUNT, CONFIG_MAP, DEPLOYMENT, SERVICE},
+    "k8s-ops": {
+        SERVICE_ACCOUNT,
+        ROLE,
+        ROLE_BINDING,
+        CLUSTER_ROLE,
+        CLUSTER_ROLE_BINDING,
+        CONFIG_MAP,
+        DEPLOYMENT,
+        SERVICE,
+    },
+    "monitoring": {
+        SERVICE_ACCOUNT,
+        ROLE,
+        ROLE_BINDING,
+        CLUSTER_ROLE,
+        CLUSTER_ROLE_BINDING,
+        CONFIG_MAP,
+        DEPLOYMENT,
+        SERVICE,
+    },
+    "cmdb": {SERVICE_ACCOUNT, ROLE, ROLE_BINDING, CONFIG_MAP, DEPLOYMENT, SERVICE},
     "custom": {SERVICE_ACCOUNT, CONFIG_MAP, DEPLOYMENT, SERVICE},
 }
 ALL_KINDS = CHILD_KINDS
@@ -144,13 +163,23 @@ async def test_external_endpoint_deploys_nothing(
 ) -> None:
     url = "https://mcp.vendor.example/mcp"
     await create_mcpserver(api, "vendor", {"type": "custom", "endpoint": url, "toolPrefix": "vendor"})
-    obj = await wait_status(api, "vendor", phase="Pending", endpoint=url)
+    obj = await wait_status(api, "vendor", endpoint=url)
     assert condition(obj, "Deployed")["reason"] == "External"
-    assert condition(obj, "Ready")["status"] == "Unknown"
+    # The name does not resolve here: the server is not Ready, and the condition says why.
+    ready = await eventually(lambda: _ready_false(api, "vendor"))
+    assert "mcp.vendor.example" in ready["message"]
     for kind in ALL_KINDS:
         assert await get_child(api, kind, "vendor") is None
-    child_writes = [w for w in emulator.writes() if "mcpservers" not in w.url.path]
+    child_writes = [w for w in emulator.writes() if not {"mcpservers", "events"} & set(w.url.path.split("/"))]
     assert child_writes == []
+
+
+async def _ready_false(api: KubeClient, name: str) -> dict[str, Any]:
+    obj = await api.get(MCPSERVER, NAMESPACE, name)
+    assert obj is not None
+    ready = condition(obj, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "EndpointUnreachable"), obj.get("status")
+    return ready
 
 
 async def test_nothing_is_written_when_nothing_changed(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mcpfleet_contracts.mcpserver import MCPServerSpec, parse_spec
-from mcpfleet_operator.builders.children import Children, build_children, service_endpoint
+from mcpfleet_operator.builders.children import REPORT_RULE, Children, build_children, service_endpoint
 from mcpfleet_operator.builders.model import (
     ANNOTATION_CONFIG_HASH,
     CHILD_KINDS,
@@ -331,7 +331,8 @@ def test_binding_matches_role_and_service_account(case: Case) -> None:
             "name": role["metadata"]["name"],
         }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": case.server, "namespace": NAMESPACE}]
-    assert not (children[ROLE] and children[CLUSTER_ROLE]), "one scope at a time"
+    cluster_rules = (children[CLUSTER_ROLE] or {}).get("rules", [])
+    assert REPORT_RULE not in cluster_rules, "the tool report never grants Pod patches outside the namespace"
 
 
 @pytest.mark.parametrize("case", RUNNING_CASES, ids=[case.name for case in RUNNING_CASES])
@@ -350,10 +351,18 @@ def test_sample_rbac_shapes() -> None:
     by_name = {case.name: build(case) for case in CASES}
     assert by_name["mcpserver"][CLUSTER_ROLE] is not None, "k8s-ops defaults to a cluster-wide read-only role"
     assert by_name["monitoring"][CLUSTER_ROLE] is not None
-    assert all(by_name["cmdb"][kind] is None for kind in (ROLE, ROLE_BINDING, CLUSTER_ROLE, CLUSTER_ROLE_BINDING))
+    for name in ("mcpserver", "monitoring", "cmdb"):
+        report_role = by_name[name][ROLE]
+        assert report_role is not None, f"{name}: built-in servers write their tool report"
+        assert REPORT_RULE in report_role["rules"]
+    assert by_name["cmdb"][CLUSTER_ROLE] is None
+    assert by_name["cmdb"][ROLE]["rules"] == [REPORT_RULE], "cmdb needs nothing but its own report"
     custom_role = by_name["custom-image"][ROLE]
     assert custom_role is not None
     assert custom_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
+    assert all(
+        REPORT_RULE not in (by_name[name][ROLE] or {}).get("rules", []) for name in ("custom-image", "stdio-custom")
+    )
     namespaced = by_name["namespaced-operator"][ROLE]
     assert namespaced is not None
     assert by_name["namespaced-operator"][CLUSTER_ROLE] is None

@@ -34,8 +34,15 @@ def test_no_wildcards_and_nothing_the_operator_does_not_touch() -> None:
         assert "*" not in rule["verbs"]
         assert "*" not in rule["resources"]
         assert "*" not in rule["apiGroups"]
-    for resource in ("secrets", "pods", "nodes"):
+    for resource in ("secrets", "nodes", "pods/exec", "pods/log"):
         assert not _allowed("", resource), f"the operator has no business with {resource}"
+    assert _allowed("", "pods") == {"get", "list", "watch"}, "server Pods are only read (their tool report and IP)"
+
+
+def test_only_the_catalog_is_replaced_with_update() -> None:
+    updatable = {(group, resource) for rule in operator_rules() if "update" in rule["verbs"]
+                 for group in rule["apiGroups"] for resource in rule["resources"]}  # fmt: skip
+    assert updatable == {("", "configmaps")}
 
 
 def test_rbac_objects_bind_the_role_to_the_service_account() -> None:

@@ -9,6 +9,7 @@ live object with a manifest needs no knowledge of defaulting.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -121,33 +122,55 @@ def build_service_account(owner: Owner, spec: MCPServerSpec) -> Manifest:
     }
 
 
+# Contract 2: a built-in server writes its tool report on its own Pod (read it, patch two annotations).
+# Pod names are generated, so the grant is namespaced rather than per name; it is a Role even when the
+# server's other rules are cluster-wide, so no server can patch Pods outside its own namespace.
+REPORT_RULE: dict[str, Any] = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}
+
+
+def reports_tools(spec: MCPServerSpec) -> bool:
+    """Built-in servers write the tool report; a custom image is listed by the operator instead."""
+    return spec.type != ServerType.CUSTOM
+
+
+def _role_pair(
+    role_kind: ResourceKind, binding_kind: ResourceKind, owner: Owner, spec: MCPServerSpec, rules: list[dict[str, Any]]
+) -> Children:
+    return {
+        role_kind: {
+            "apiVersion": role_kind.api_version,
+            "kind": role_kind.kind,
+            "metadata": child_metadata(role_kind, owner, spec.type.value),
+            "rules": rules,
+        },
+        binding_kind: {
+            "apiVersion": binding_kind.api_version,
+            "kind": binding_kind.kind,
+            "metadata": child_metadata(binding_kind, owner, spec.type.value),
+            "roleRef": {"apiGroup": role_kind.group, "kind": role_kind.kind, "name": role_kind.name_for(owner)},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT.name_for(owner), "namespace": owner.namespace}
+            ],
+        },
+    }
+
+
 def build_rbac(owner: Owner, spec: MCPServerSpec) -> Children:
-    """A Role+RoleBinding or a ClusterRole+ClusterRoleBinding for the server's ServiceAccount."""
+    """The server's own rules (a Role, or a ClusterRole when cluster-wide) plus the tool-report rule (a Role)."""
     result: Children = dict.fromkeys((ROLE, ROLE_BINDING, CLUSTER_ROLE, CLUSTER_ROLE_BINDING))
     scope, rules = effective_rbac(spec)
-    if not rules:
-        return result
-    role_kind, binding_kind = (
-        (CLUSTER_ROLE, CLUSTER_ROLE_BINDING) if scope == RBACScope.CLUSTER else (ROLE, ROLE_BINDING)
-    )
-    result[role_kind] = {
-        "apiVersion": role_kind.api_version,
-        "kind": role_kind.kind,
-        "metadata": child_metadata(role_kind, owner, spec.type.value),
-        "rules": rules,
-    }
-    result[binding_kind] = {
-        "apiVersion": binding_kind.api_version,
-        "kind": binding_kind.kind,
-        "metadata": child_metadata(binding_kind, owner, spec.type.value),
-        "roleRef": {"apiGroup": role_kind.group, "kind": role_kind.kind, "name": role_kind.name_for(owner)},
-        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT.name_for(owner), "namespace": owner.namespace}],
-    }
+    namespaced = [copy.deepcopy(REPORT_RULE)] if reports_tools(spec) else []
+    if rules and scope == RBACScope.CLUSTER:
+        result.update(_role_pair(CLUSTER_ROLE, CLUSTER_ROLE_BINDING, owner, spec, rules))
+    else:
+        namespaced = rules + namespaced
+    if namespaced:
+        result.update(_role_pair(ROLE, ROLE_BINDING, owner, spec, namespaced))
     return result
 
 
 def needs_api_access(spec: MCPServerSpec) -> bool:
-    return bool(effective_rbac(spec)[1])
+    return bool(effective_rbac(spec)[1]) or reports_tools(spec)
 
 
 def _config_hash(config_map: Manifest | None) -> str:

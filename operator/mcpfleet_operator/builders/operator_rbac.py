@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcpfleet_operator.builders.model import CHILD_KINDS, CLUSTER_ROLE, MCPSERVER, ROLE, ResourceKind
+from mcpfleet_operator.builders.model import CHILD_KINDS, CLUSTER_ROLE, CONFIG_MAP, MCPSERVER, ROLE, ResourceKind
 
 OPERATOR_NAME = "mcpfleet-operator"
 
@@ -52,6 +52,10 @@ def operator_rules() -> list[dict[str, Any]]:
             "verbs": ["get", "list", "watch"],
         },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        # Contract 2: server Pods carry the tool report; the operator follows them and reads their IPs.
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        # Contract 3: the catalog is replaced with its resourceVersion (a PUT), so no concurrent write is lost.
+        {"apiGroups": [CONFIG_MAP.group], "resources": [CONFIG_MAP.plural], "verbs": ["update"]},
         # kopf posts an Event for each handler outcome.
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]

@@ -12,6 +12,11 @@ from mcpfleet_operator.builders.model import Owner
 
 READY = "Ready"
 DEPLOYED = "Deployed"
+TOOLS_SYNCED = "ToolsSynced"
+TOOLS_DRIFTED = "ToolsDrifted"
+REGISTERED = "Registered"
+# ToolsSynced reasons that mean the server did not answer (as opposed to answering with a problem).
+UNREACHABLE_REASONS = frozenset({"Unreachable", "Timeout", "HTTPError", "ProtocolError"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,28 @@ def _condition(
         last_transition_time=since,
         observed_generation=generation,
     )
+
+
+def set_condition(
+    conditions: list[Condition], type_: str, status: str, reason: str, message: str, generation: int, now: str
+) -> list[Condition]:
+    """``conditions`` with ``type_`` set (added or replaced in place); the transition time moves only on a flip."""
+    previous = MCPServerStatus(conditions=conditions)
+    updated = _condition(previous, type_, status, reason, message, generation, now)
+    if any(c.type == type_ for c in conditions):
+        return [updated if c.type == type_ else c for c in conditions]
+    return [*conditions, updated]
+
+
+def _external_readiness(previous: MCPServerStatus, endpoint: str) -> tuple[str, str, str, Phase]:
+    """An external server is Ready once it answered tools/list, and not Ready while it does not answer."""
+    synced = next((c for c in previous.conditions or () if c.type == TOOLS_SYNCED), None)
+    if synced is None or synced.status == "Unknown":
+        message = f"external server at {endpoint}; its reachability is confirmed when its tools are synced"
+        return "Unknown", "AwaitingToolSync", message, Phase.PENDING
+    if synced.reason in UNREACHABLE_REASONS:
+        return "False", "EndpointUnreachable", synced.message or f"{endpoint} does not answer", Phase.DEGRADED
+    return "True", "EndpointAnswers", f"external server at {endpoint} answers tools/list", Phase.READY
 
 
 def _replica_counts(deployment: Mapping[str, Any], desired: int) -> tuple[int, int, bool]:
@@ -79,18 +106,14 @@ def compute_status(
     base = previous.model_copy(update={"observed_generation": gen, "endpoint": service_endpoint(owner, spec)})
 
     if spec.endpoint is not None:
+        ready_status, reason, message, phase = _external_readiness(previous, spec.endpoint)
         conditions = [
             cond(DEPLOYED, "True", "External", "nothing to deploy: the server runs outside the cluster"),
-            cond(
-                READY,
-                "Unknown",
-                "AwaitingToolSync",
-                f"external server at {spec.endpoint}; its reachability is confirmed when its tools are synced",
-            ),
+            cond(READY, ready_status, reason, message),
         ]
         return base.model_copy(
             update={
-                "phase": Phase.PENDING,
+                "phase": phase,
                 "conditions": conditions + keep,
                 "replicas": None,
                 "ready_replicas": None,
@@ -158,10 +181,19 @@ def failed_status(owner: Owner, previous: MCPServerStatus, reason: str, message:
     )
 
 
+def _nested_patch(old: Any, new: Any) -> Any:
+    """In a merge patch a nested object is merged: keys it no longer has must be sent as null to go away."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return new
+    return {**dict.fromkeys(set(old) - set(new)), **new}
+
+
 def status_patch(new: MCPServerStatus, old_raw: Mapping[str, Any]) -> dict[str, Any] | None:
     """A merge patch turning the stored status into ``new``, or None when they already agree."""
     wire = new.to_wire()
-    patch: dict[str, Any] = {key: value for key, value in wire.items() if old_raw.get(key) != value}
+    patch: dict[str, Any] = {
+        key: _nested_patch(old_raw.get(key), value) for key, value in wire.items() if old_raw.get(key) != value
+    }
     for key in ("phase", "conditions", "observedGeneration", "endpoint", "replicas", "readyReplicas"):
         if key not in wire and old_raw.get(key) is not None:
             patch[key] = None  # merge-patch deletion
