@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from mcpfleet_cli.catalog import catalog_app
+
 app = typer.Typer(
     name="mcpfleet",
     help=(
@@ -27,6 +29,7 @@ audit_app = typer.Typer(help="The gateway's audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 config_app = typer.Typer(help="The gateway's config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(catalog_app, name="catalog")
 dev_app = typer.Typer(help="Development helpers.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 cluster_app = typer.Typer(

@@ -2,10 +2,10 @@
 
 A write is refused whole when the new text does not parse or validate (the old file stays as it was).
 Otherwise, under an exclusive lock shared by every process and thread that writes the same file, the
-current file is copied to a timestamped backup (only the newest ``keep`` backups are kept), the new text
-goes to a temporary file in the same directory, is flushed to disk, and replaces the config in one
-rename. A reader therefore sees the old file or the new one, never a mix, and concurrent writers are
-serialised: the last one wins and each backup is a complete earlier version.
+current file is copied to a timestamped backup (only the newest ``keep`` backups are kept) and the new
+text replaces the config in one rename (see :mod:`mcpfleet_gateway.atomic_file`). A reader therefore
+sees the old file or the new one, never a mix, and concurrent writers are serialised: the last one wins
+and each backup is a complete earlier version.
 
 Which file may be written is not the caller's choice: a requested path must be one of the store's own
 config locations (checked after resolving symlinks and ``..``).
@@ -13,13 +13,9 @@ config locations (checked after resolving symlinks and ``..``).
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import fcntl
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -27,10 +23,10 @@ from typing import Any, Generic, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-M = TypeVar("M", bound=BaseModel)
+from mcpfleet_gateway import atomic_file
+from mcpfleet_gateway.atomic_file import DEFAULT_BACKUPS
 
-BACKUP_SUFFIX = ".bak"
-DEFAULT_BACKUPS = 5
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigInvalid(ValueError):
@@ -133,72 +129,15 @@ class ConfigStore(Generic[M]):
         return self.validate_text(self.read_text())
 
     def backups(self) -> list[Path]:
-        """Existing backups, oldest first (their names sort by time)."""
-        return sorted(self.path.parent.glob(f"{self.path.name}.*{BACKUP_SUFFIX}"))
+        """Existing backups, oldest first."""
+        return atomic_file.backups(self.path)
 
     # -- writing ------------------------------------------------------------------------------------
 
     def write(self, text: str) -> WriteResult:
         """Validate, back up the current file, replace it atomically; ConfigInvalid leaves everything as it was."""
         self.validate_text(text)
-        with self._locked():
-            backup = self._backup()
-            self._replace(text)
-            pruned = self._prune()
-        return WriteResult(self.path, backup, pruned)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # A lock file beside the config: flock locks per open file, so threads and processes both queue here.
-        lock_path = self.path.parent / f".{self.path.name}.lock"
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-    def _backup(self) -> Path | None:
-        if not self.path.exists():
-            return None
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        # The lock makes names unique in time order; the counter only guards against a coarse clock.
-        for counter in range(1000):
-            backup = self.path.parent / f"{self.path.name}.{stamp}-{counter:03d}{BACKUP_SUFFIX}"
-            if not backup.exists():
-                break
-        else:  # pragma: no cover - a thousand writes within one microsecond
-            raise RuntimeError("no free backup name")
-        self._write_file(backup, self.path.read_bytes())
-        return backup
-
-    def _replace(self, text: str) -> None:
-        self._write_file(self.path, text.encode())
-
-    def _write_file(self, target: Path, data: bytes) -> None:
-        mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temporary, mode)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
-
-    def _prune(self) -> tuple[Path, ...]:
-        backups = self.backups()
-        excess = backups[: max(0, len(backups) - self.keep)]
-        for old in excess:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
-        return tuple(excess)
+        with atomic_file.exclusive_lock(self.path):
+            # A config may hold secrets: a new file is readable by its owner only.
+            replaced = atomic_file.atomic_write_with_backups(self.path, text, keep=self.keep, new_file_mode=0o600)
+        return WriteResult(self.path, replaced.backup, replaced.pruned)

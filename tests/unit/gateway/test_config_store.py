@@ -96,6 +96,28 @@ def test_the_own_file_may_be_named_also_through_a_link(store: ConfigStore[Demo],
         store.resolve(str(tmp_path / "sneaky.json"))
 
 
+def test_a_config_behind_a_symlink_is_written_through(store: ConfigStore[Demo], tmp_path: Path) -> None:
+    (tmp_path / "mounted").mkdir()
+    link = tmp_path / "mounted" / "gateway.json"
+    link.symlink_to(store.path)
+    linked = ConfigStore(link, Demo)
+
+    written = linked.write(document(1))
+
+    assert link.is_symlink()
+    assert store.load().version == 1
+    assert written.backup is not None
+    assert written.backup.parent == store.path.parent
+    assert linked.backups() == store.backups() == [written.backup]
+
+
+def test_a_new_config_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    store = ConfigStore(tmp_path / "new.json", Demo)
+    written = store.write(document(1))
+    assert written.backup is None
+    assert store.path.stat().st_mode & 0o777 == 0o600
+
+
 def _writer(path: str, version: int) -> None:
     ConfigStore(Path(path), Demo).write(document(version, padding=20_000))
 
