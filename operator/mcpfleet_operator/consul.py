@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import consul.aio  # type: ignore[import-untyped]
+import consul.aio
 from consul import ACLDisabled, ACLPermissionDenied, ConsulException
 from consul import Timeout as ConsulTimeout
 from prometheus_client import CollectorRegistry, Counter, Gauge

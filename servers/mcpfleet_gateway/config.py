@@ -14,21 +14,25 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mcpfleet_contracts.catalog import DEFAULT_SEPARATOR
+from mcpfleet_contracts.catalog import CATALOG_CONFIGMAP, CATALOG_KEY, DEFAULT_SEPARATOR
 from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_gateway.audit_sink import AuditSettings
 from mcpfleet_gateway.auth import AuthSettings
 from mcpfleet_gateway.config_store import ConfigInvalid, ConfigStore
+from mcpfleet_gateway.consul_source import ConsulSettings
 from mcpfleet_gateway.ratelimit import RateLimitSettings
 from mcpfleet_gateway.rbac import RBACSettings
 from mcpfleet_gateway.upstreams.spec import UpstreamSpec
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PREFIX_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class _Strict(BaseModel):
@@ -82,11 +86,70 @@ class HardeningSettings(_Strict):
         return value
 
 
+class ConfigMapRef(_Strict):
+    """The catalog ConfigMap the operator writes, read through the Kubernetes API and followed by a watch."""
+
+    namespace: str = Field(pattern=_DNS_LABEL, description="Namespace of the ConfigMap (where the operator runs).")
+    name: str = Field(
+        default=CATALOG_CONFIGMAP, max_length=253, pattern=_DNS_SUBDOMAIN, description="Name of the ConfigMap."
+    )
+    key: str = Field(default=CATALOG_KEY, pattern=r"^[-._a-zA-Z0-9]{1,253}$", description="Data key of the JSON.")
+
+
 class CatalogSource(_Strict):
     path: Path | None = Field(
         default=None, description="catalog.json written by the operator (a mounted ConfigMap or a local file)."
     )
-    poll_seconds: float = Field(default=1.0, gt=0, le=300, description="How often the file is checked for changes.")
+    configmap: ConfigMapRef | None = Field(
+        default=None,
+        description="Read the catalog ConfigMap through the Kubernetes API instead of a file; exclusive with path.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="configmap: kubeconfig used outside a cluster (default: in-cluster credentials, else "
+        "$KUBECONFIG, else ~/.kube/config).",
+    )
+    context: str | None = Field(default=None, min_length=1, description="configmap: kubeconfig context to use.")
+    poll_seconds: float = Field(
+        default=1.0, ge=0.01, le=300, description="How often the file is checked for changes (path only)."
+    )
+    endpoint_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where to reach catalog servers instead of their cataloged endpoint, by server name "
+        "(namespace/name) or tool prefix, e.g. {'team-a/k8s-ops': 'http://127.0.0.1:18080/mcp'} for a gateway "
+        "outside the cluster.",
+    )
+
+    @field_validator("endpoint_overrides")
+    @classmethod
+    def _override_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for server, url in value.items():
+            if not server or len(server) > 253:
+                raise ValueError(f"endpoint_overrides: {server!r} is not a server name (namespace/name) or prefix")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"endpoint_overrides.{server}: {url!r} is not an absolute http:// or https:// URL "
+                    "(write the full endpoint, e.g. http://127.0.0.1:18080/mcp)"
+                )
+            try:
+                parts.port  # noqa: B018 - parsing is the check
+            except ValueError:
+                raise ValueError(f"endpoint_overrides.{server}: {url!r} has an invalid port") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CatalogSource:
+        if self.path is not None and self.configmap is not None:
+            raise ValueError(
+                "catalog.path and catalog.configmap are exclusive: read the mounted file (path) or the "
+                "ConfigMap through the API (configmap), not both"
+            )
+        if self.configmap is None:
+            for field in ("kubeconfig", "context"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"catalog.{field} applies only with catalog.configmap; remove it or add configmap")
+        return self
 
 
 class ToolOverride(_Strict):
@@ -132,6 +195,9 @@ class GatewayConfig(_Strict):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     catalog: CatalogSource = Field(default_factory=CatalogSource)
+    consul: ConsulSettings | None = Field(
+        default=None, description="Consul as a source of upstreams: services carrying a tag; none turns it off."
+    )
     upstreams: dict[str, UpstreamSpec] = Field(
         default_factory=dict, description="Static upstreams by name (the name is the default prefix)."
     )

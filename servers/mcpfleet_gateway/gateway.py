@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,15 @@ from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from mcpfleet_contracts.catalog import Catalog
+from mcpfleet_contracts.catalog import Catalog, CatalogServer
 from mcpfleet_contracts.mcpserver import Risk, Transport
 from mcpfleet_gateway import audit
 from mcpfleet_gateway.audit_sink import AuditWriter
 from mcpfleet_gateway.auth import Authenticator, Principal
-from mcpfleet_gateway.config import GatewayConfig, GatewaySettings
+from mcpfleet_gateway.catalog_watch import CatalogWatchMetrics, ConfigMapWatch
+from mcpfleet_gateway.config import CatalogSource, GatewayConfig, GatewaySettings
+from mcpfleet_gateway.consul_source import UPSTREAM_PREFIX as CONSUL_PREFIX
+from mcpfleet_gateway.consul_source import ConsulDiscovery, ConsulMetrics, DiscoveredService
 from mcpfleet_gateway.errors import (
     Forbidden,
     GatewayError,
@@ -65,6 +68,12 @@ from mcpfleet_gateway.upstreams.spec import UpstreamSpec
 
 log = logging.getLogger(__name__)
 
+SOURCE_SYNC_SECONDS = 10.0
+"""Longest a start or reload waits for the ConfigMap and Consul to answer once before serving without them."""
+CATALOG_PREFIX = "catalog/"
+START_WAIT_SECONDS = 5.0
+
+Listing = tuple[list[types.Tool], list[types.Resource], list[types.Prompt]]
 LocalTools = Callable[["Gateway"], Iterable[tuple[Route, ...]]]
 Listener = Callable[[], Awaitable[None]]
 
@@ -120,6 +129,26 @@ def _catalog_spec(server_transport: Transport, endpoint: str, prefix: str) -> Up
     return UpstreamSpec.model_validate({"transport": transport, "url": endpoint, "prefix": prefix})
 
 
+def _is_static(name: str) -> bool:
+    """Upstreams from the config file have plain names; discovered ones are ``catalog/...`` or ``consul/...``."""
+    return "/" not in name
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        return f"{where}: {error['msg']}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _watch_key(source: CatalogSource) -> tuple[object, ...] | None:
+    """What a ConfigMap watch depends on; a reload that changes it restarts the watch."""
+    if source.configmap is None:
+        return None
+    return (source.configmap, source.kubeconfig, source.context)
+
+
 def _text_size(result: types.CallToolResult) -> int:
     return sum(len(block.text) for block in result.content if isinstance(block, types.TextContent))
 
@@ -143,6 +172,16 @@ class Gateway:
         self.upstream_listings: dict[str, tuple[list[types.Tool], list[types.Resource], list[types.Prompt]]] = {}
         self.catalog: Catalog | None = None
         self.catalog_problem: str | None = None
+        """Why the last catalog text was refused (the last good catalog keeps serving)."""
+        self.catalog_source_problem: str | None = None
+        """Why the catalog ConfigMap cannot be followed (deleted, API unreachable)."""
+        self._catalog_endpoint_problems: list[str] = []
+        self.catalog_watch: ConfigMapWatch | None = None
+        self.consul: ConsulDiscovery | None = None
+        self._catalog_watch_task: asyncio.Task[None] | None = None
+        self._consul_task: asyncio.Task[None] | None = None
+        self._catalog_watch_metrics = CatalogWatchMetrics(self.metrics.registry)
+        self._consul_metrics = ConsulMetrics(self.metrics.registry)
         self.redis: redis.Redis | None = None
         self.authenticator = Authenticator(config.auth)
         self.authorizer = Authorizer(config.rbac)
@@ -156,6 +195,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rebuild_lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
+        self._discovery_lock = asyncio.Lock()
         self.started = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -182,7 +222,8 @@ class Gateway:
             )
             await self.audit.start()
         await self._connect_upstreams(config.upstreams)
-        self._load_catalog()
+        await self._load_catalog_file()
+        await self._follow_sources(None)
         await self.rebuild("start")
         self.started = True
 
@@ -199,20 +240,21 @@ class Gateway:
         if self.redis is not None:
             await self.redis.aclose()
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- upstreams and the table ----------------------------------------------------------------------
 
     def _catalog_upstream_name(self, server_name: str) -> str:
-        return f"catalog/{server_name}"
+        return f"{CATALOG_PREFIX}{server_name}"
 
     async def _connect_upstreams(self, specs: Mapping[str, UpstreamSpec]) -> None:
         """Start the static upstreams that are new or changed; close the ones that left (after their calls)."""
         wanted = dict(specs)
-        for name in [n for n in self.upstreams if not n.startswith("catalog/")]:
+        for name in [n for n in self.upstreams if _is_static(n)]:
             if name not in wanted or self.upstreams[name].spec != wanted[name]:
                 self._retire(name)
         started = [name for name in wanted if name not in self.upstreams]
@@ -241,15 +283,21 @@ class Gateway:
         upstream = self.upstreams.get(name)
         if upstream is None:
             return False
+        listing = await self._fetch_listing(name, upstream)
+        if listing is None or self.upstreams.get(name) is not upstream:
+            return False
+        self.upstream_listings[name] = listing
+        return True
+
+    async def _fetch_listing(self, name: str, upstream: Upstream) -> Listing | None:
         try:
             tools = await upstream.list_tools()
             resources = await self._optional(upstream.list_resources())
             prompts = await self._optional(upstream.list_prompts())
         except (UpstreamError, OSError) as exc:
             log.warning("listing upstream %s failed: %s", name, exc)
-            return False
-        self.upstream_listings[name] = (tools, resources, prompts)
-        return True
+            return None
+        return tools, resources, prompts
 
     @staticmethod
     async def _optional(listing: Awaitable[list[Any]]) -> list[Any]:
@@ -264,6 +312,49 @@ class Gateway:
         self.upstream_listings.pop(name, None)
         self.spawn(self._close_when_idle(name, upstream))
 
+    async def apply_discovered(self, services: Mapping[str, DiscoveredService]) -> None:
+        """Serve exactly these Consul services as ``consul/<service>`` upstreams, listed by the gateway.
+
+        A new or moved service is started and listed before it replaces anything, so a service whose passing
+        instance changed keeps answering from the old one until the new one has listed its tools.
+        """
+        async with self._discovery_lock:
+            wanted = {found.upstream_name: found.spec() for found in services.values()}
+            fresh = {
+                name: build_upstream(name, spec, self.metrics.upstreams)
+                for name, spec in wanted.items()
+                if name not in self.upstreams or self.upstreams[name].spec != spec
+            }
+            installed: set[str] = set()
+            try:
+                listings = await asyncio.gather(*(self._start_and_fetch(n, u) for n, u in fresh.items()))
+                for name in [n for n in self.upstreams if n.startswith(CONSUL_PREFIX) and n not in wanted]:
+                    log.info("upstream %s left consul (no passing instance)", name)
+                    self._retire(name)
+                for (name, upstream), listing in zip(fresh.items(), listings, strict=True):
+                    previous = self.upstream_listings.get(name)
+                    if name in self.upstreams:
+                        self._retire(name)
+                    upstream.on_list_changed = self._list_changed_callback(name)
+                    self.upstreams[name] = upstream
+                    installed.add(name)
+                    # A service that moved but does not answer yet keeps its known tools: routes reach the new
+                    # instance, and the periodic refresh lists it again.
+                    if listing is not None or previous is not None:
+                        self.upstream_listings[name] = listing or previous  # type: ignore[assignment]
+            finally:
+                for name, upstream in fresh.items():
+                    if name not in installed:
+                        self.spawn(upstream.close())
+        await self.rebuild("consul")
+
+    async def _start_and_fetch(self, name: str, upstream: Upstream) -> Listing | None:
+        try:
+            await upstream.start()
+        except (UpstreamError, OSError) as exc:
+            log.warning("upstream %s did not start: %s (retrying in the background)", name, exc)
+        return await self._fetch_listing(name, upstream)
+
     async def _close_when_idle(self, name: str, upstream: Upstream) -> None:
         """Close a retired upstream once its running calls have answered (bounded by its call timeout)."""
         if self._in_flight.get(name, 0) > 0:
@@ -273,44 +364,168 @@ class Gateway:
             self._idle.pop(name, None)
         await upstream.close()
 
-    def _load_catalog(self) -> bool:
-        """Read the catalog file; an unreadable or invalid one keeps the last good catalog serving."""
-        path = self.config.catalog.path
-        if path is None:
-            changed = self.catalog is not None
+    async def _load_catalog_file(self) -> bool:
+        """Read catalog.path (in a thread) and apply it; True when the catalog changed.
+
+        Without any catalog source the catalog is dropped. With a ConfigMap source the watch supplies it.
+        """
+        source = self.config.catalog
+        if source.path is None:
+            if source.configmap is not None or self.catalog is None:
+                return False
             self.catalog = None
-            return changed
+            self.catalog_problem = None
+            return True
         try:
-            catalog = Catalog.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError, ValueError) as exc:
-            self.catalog_problem = f"catalog {path}: {str(exc).splitlines()[0]}"
-            log.error("%s; serving the last good catalog", self.catalog_problem)
-            self.metrics.reloads.labels(source="catalog", outcome="invalid").inc()
-            self.metrics.problems.set(len(self.problems()))
+            text = await asyncio.to_thread(source.path.read_bytes)
+        except OSError as exc:
+            self._refuse_catalog(f"catalog {source.path}: {exc.strerror or exc}")
+            return False
+        return self._accept_catalog(text, f"catalog {source.path}")
+
+    def _accept_catalog(self, text: str | bytes, origin: str) -> bool:
+        """Validate a catalog text from any source; an invalid one keeps the last good catalog serving.
+
+        Returns True when the served catalog changed.
+        """
+        try:
+            catalog = Catalog.model_validate_json(text)
+        except (ValidationError, ValueError) as exc:
+            self._refuse_catalog(f"{origin}: {_first_error(exc)}")
             return False
         self.catalog_problem = None
-        self.metrics.problems.set(len(self.problems()))
+        self._count_problems()
         if self.catalog is not None and catalog == self.catalog:
             return False
         self.catalog = catalog
         self.metrics.catalog_revision.set(catalog.revision)
         return True
 
-    def _sync_catalog_upstreams(self) -> None:
+    def _refuse_catalog(self, problem: str) -> None:
+        self.catalog_problem = problem
+        log.error("%s; serving the last good catalog", problem)
+        self.metrics.reloads.labels(source="catalog", outcome="invalid").inc()
+        self._count_problems()
+
+    def _count_problems(self) -> None:
+        self.metrics.problems.set(len(self.problems()))
+
+    async def apply_catalog_text(self, text: str | bytes, origin: str) -> bool:
+        """Serve a new catalog text (from the file, the ConfigMap, or anyone else) if it is valid and new.
+
+        The table is rebuilt at once and session clients get list_changed; returns True when it changed.
+        """
+        if not self._accept_catalog(text, origin):
+            return False
+        self.metrics.reloads.labels(source="catalog", outcome="ok").inc()
+        await self.rebuild("catalog")
+        return True
+
+    def set_catalog_source_problem(self, problem: str | None) -> None:
+        """Why the catalog source cannot be followed right now (None: it can); the last catalog keeps serving."""
+        self.catalog_source_problem = problem
+        self._count_problems()
+
+    # -- following the ConfigMap and Consul ----------------------------------------------------------------
+
+    async def _follow_sources(self, previous: GatewayConfig | None) -> None:
+        """Start, restart or stop the ConfigMap watch and the Consul discovery as the config asks.
+
+        Waits (bounded) for each new one to answer once, so a start serves what they know from the first request.
+        """
+        config = self.config
+        waiting: list[asyncio.Event] = []
+        if previous is None or _watch_key(previous.catalog) != _watch_key(config.catalog):
+            await self._stop(self._catalog_watch_task)
+            self._catalog_watch_task, self.catalog_watch = None, None
+            self.set_catalog_source_problem(None)
+            if config.catalog.configmap is not None:
+                watch = ConfigMapWatch(
+                    config.catalog,
+                    self._catalog_text_arrived,
+                    self.set_catalog_source_problem,
+                    self._catalog_watch_metrics,
+                )
+                self.catalog_watch = watch
+                self._catalog_watch_task = self._spawn_task(watch.run(), "catalog configmap watch")
+                waiting.append(watch.synced)
+        if previous is None or previous.consul != config.consul:
+            await self._stop(self._consul_task)
+            self._consul_task, self.consul = None, None
+            if config.consul is not None:
+                discovery = ConsulDiscovery(
+                    config.consul, self.apply_discovered, self._consul_metrics, on_health=self._count_problems
+                )
+                self.consul = discovery
+                self._consul_task = self._spawn_task(discovery.run(), "consul discovery")
+                waiting.append(discovery.synced)
+            elif any(name.startswith(CONSUL_PREFIX) for name in self.upstreams):
+                await self.apply_discovered({})
+        if waiting:
+            waits = [asyncio.ensure_future(event.wait()) for event in waiting]
+            await asyncio.wait(waits, timeout=SOURCE_SYNC_SECONDS)
+            for wait in waits:
+                wait.cancel()
+
+    async def _catalog_text_arrived(self, text: str) -> None:
+        assert self.catalog_watch is not None
+        await self.apply_catalog_text(text, f"catalog {self.catalog_watch.where}")
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._source_ended)
+        return task
+
+    @staticmethod
+    def _source_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped: %r", task.get_name(), task.exception())
+
+    @staticmethod
+    async def _stop(task: asyncio.Task[None] | None) -> None:
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    def _catalog_endpoint(self, server: CatalogServer) -> str:
+        """The cataloged endpoint, unless catalog.endpoint_overrides names the server (or its prefix)."""
+        overrides = self.config.catalog.endpoint_overrides
+        return overrides.get(server.name) or overrides.get(server.prefix) or server.endpoint
+
+    def _sync_catalog_upstreams(self) -> list[asyncio.Task[Any]]:
+        """Make the catalog's upstreams match the catalog; returns the starts of the new ones."""
         wanted: dict[str, UpstreamSpec] = {}
+        problems: list[str] = []
         if self.catalog is not None:
             for server in self.catalog.servers:
-                wanted[self._catalog_upstream_name(server.name)] = _catalog_spec(
-                    server.transport, server.endpoint, server.prefix
-                )
-        for name in [n for n in self.upstreams if n.startswith("catalog/")]:
+                endpoint = self._catalog_endpoint(server)
+                try:
+                    spec = _catalog_spec(server.transport, endpoint, server.prefix)
+                except ValidationError as exc:
+                    problems.append(
+                        f"catalog server {server.name}: endpoint {endpoint!r} cannot be used ({_first_error(exc)}); "
+                        f"set catalog.endpoint_overrides[{server.name!r}]"
+                    )
+                    continue
+                wanted[self._catalog_upstream_name(server.name)] = spec
+        if problems != self._catalog_endpoint_problems:
+            for problem in problems:
+                log.warning("%s", problem)
+        self._catalog_endpoint_problems = problems
+        for name in [n for n in self.upstreams if n.startswith(CATALOG_PREFIX)]:
             if name not in wanted or self.upstreams[name].spec != wanted[name]:
                 self._retire(name)
+        starting = []
         for name, spec in wanted.items():
             if name not in self.upstreams:
                 upstream = build_upstream(name, spec, self.metrics.upstreams)
                 self.upstreams[name] = upstream
-                self.spawn(self._start_quietly(upstream))
+                starting.append(self.spawn(self._start_quietly(upstream)))
+        return starting
 
     @staticmethod
     async def _start_quietly(upstream: Upstream) -> None:
@@ -350,7 +565,11 @@ class Gateway:
 
     async def rebuild(self, why: str) -> None:
         async with self._rebuild_lock:
-            self._sync_catalog_upstreams()
+            starting = self._sync_catalog_upstreams()
+            if starting:
+                # Starting only acquires a client (no network round trip), but a route must not be served before
+                # its upstream can take a call; bounded in case a transport's start does reach out.
+                await asyncio.wait(starting, timeout=START_WAIT_SECONDS)
             table = self.build_table()
             changed = set(table.tools) != set(self.table.tools) or any(
                 table.tools[name].entry != self.table.tools[name].entry for name in table.tools
@@ -387,25 +606,28 @@ class Gateway:
 
     async def _apply_config(self, config: GatewayConfig) -> None:
         """Apply a new config without dropping calls: policies swap at once, upstreams by difference."""
-        self.config = config
+        previous, self.config = self.config, config
         self.authenticator = Authenticator(config.auth)
         self.authorizer = Authorizer(config.rbac)
         if self.limiter is not None and config.rate_limits != self.limiter.settings:
             self.limiter = RateLimiter(config.rate_limits, self.redis, self.metrics.ratelimit)
         self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
         await self._connect_upstreams(config.upstreams)
-        self._load_catalog()
+        await self._load_catalog_file()
+        await self._follow_sources(previous)
         await self.rebuild("config")
         self.metrics.reloads.labels(source="config", outcome="ok").inc()
 
     async def reload_catalog(self) -> None:
-        if self._load_catalog():
+        """Read catalog.path again (the file changed) and serve it when it is valid and new."""
+        if await self._load_catalog_file():
             self.metrics.reloads.labels(source="catalog", outcome="ok").inc()
             await self.rebuild("catalog")
 
     async def refresh_upstreams(self) -> None:
-        """Re-list static upstreams that failed before (or changed without telling); rebuild when needed."""
-        names = [name for name in self.upstreams if not name.startswith("catalog/")]
+        """Re-list the upstreams the gateway lists itself (static and Consul) that failed before or changed
+        without telling; rebuild when needed."""
+        names = [name for name in self.upstreams if not name.startswith(CATALOG_PREFIX)]
         before = {name: self.upstream_listings.get(name) for name in names}
         await asyncio.gather(*(self._list_upstream(name) for name in names))
         if any(self.upstream_listings.get(name) != before[name] for name in names):
@@ -539,7 +761,8 @@ class Gateway:
             if cached is not None:
                 self._finish(caller, route, args, "cached", started, server)
                 return cached
-        source = route.source
+        # Counted per upstream, the unit a reload retires (a catalog route's source is its server's name).
+        source = route.backend.name if isinstance(route.backend, Upstream) else route.source
         self._in_flight[source] = self._in_flight.get(source, 0) + 1
         self.metrics.in_flight.inc()
         try:
@@ -620,10 +843,15 @@ class Gateway:
     # -- health -------------------------------------------------------------------------------------------
 
     def problems(self) -> list[str]:
-        """What /ready reports: the table's collisions, and a catalog that could not be read since."""
+        """What /ready reports: the table's collisions, a catalog that could not be read or followed since, catalog
+        servers that cannot be reached as cataloged, and a Consul that does not answer."""
         found = list(self.table.problems)
-        if self.catalog_problem and self.catalog_problem not in found:
-            found.append(self.catalog_problem)
+        extra = [self.catalog_problem, self.catalog_source_problem, *self._catalog_endpoint_problems]
+        if self.consul is not None:
+            extra.append(self.consul.problem)
+        for problem in extra:
+            if problem and problem not in found:
+                found.append(problem)
         return found
 
     def readiness(self) -> dict[str, Any]:

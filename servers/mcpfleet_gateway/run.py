@@ -1,8 +1,9 @@
 """Running the gateway: start the core, serve HTTP (or stdio), watch the config and catalog files, stop cleanly.
 
-Reloads are polled, not pushed: a ConfigMap mounted in a Pod changes by a symlink swap that file-event
-APIs report unreliably, and a stat per second costs nothing. A config that fails validation is logged and
-counted; the running one stays.
+File reloads are polled, not pushed: a ConfigMap mounted in a Pod changes by a symlink swap that file-event
+APIs report unreliably, and a stat costs microseconds, so even a poll every 50 ms is cheap. A config that
+fails validation is logged and counted; the running one stays. (A catalog read from the ConfigMap through the
+API is pushed by its watch, see catalog_watch.)
 """
 
 from __future__ import annotations
@@ -33,14 +34,23 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 UPSTREAM_REFRESH_SECONDS = 15.0
 
 
-def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+Stamp = tuple[int, int, int, int] | None
+_UNSEEN: Stamp = (-1, -1, -1, -1)
+
+
+def _stamp(path: Path | None) -> Stamp:
+    """Identity and version of the file a path leads to: (device, inode, mtime_ns, size), None when absent.
+
+    os.stat follows symlinks, so the kubelet's swap of a mounted ConfigMap's ``..data`` link shows as a new
+    inode of the resolved file even when the size and the second of the change are the same.
+    """
     if path is None:
         return None
     try:
-        stat = os.stat(path)  # follows symlinks: a ConfigMap's ..data swap changes the target
+        stat = os.stat(path)
     except OSError:
         return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 @dataclass
@@ -48,24 +58,32 @@ class Watcher:
     gateway: Gateway
 
     async def run(self) -> None:
+        # Re-listing upstreams can take a list timeout; it must not hold up noticing a changed file.
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._refresh_upstreams)
+            await self._poll_files()
+
+    async def _poll_files(self) -> None:
         settings = self.gateway.settings
-        config_seen = _stamp(settings.config)
-        catalog_seen = _stamp(self.gateway.config.catalog.path)
-        last_refresh = asyncio.get_running_loop().time()
+        # Nothing counts as seen at first: a file changed between the gateway's start and the first poll is
+        # read once more (a no-op when it did not change) instead of being missed.
+        config_seen, catalog_seen = _UNSEEN, _UNSEEN
         while True:
             await asyncio.sleep(self.gateway.config.catalog.poll_seconds)
             stamp = _stamp(settings.config)
-            if stamp != config_seen:
+            if stamp != config_seen and settings.config is not None:
                 config_seen = stamp
                 await self._reload_config()
-            stamp = _stamp(self.gateway.config.catalog.path)
-            if stamp != catalog_seen:
+            catalog_path = self.gateway.config.catalog.path
+            stamp = _stamp(catalog_path)
+            if stamp != catalog_seen and catalog_path is not None:
                 catalog_seen = stamp
                 await self.gateway.reload_catalog()
-            now = asyncio.get_running_loop().time()
-            if now - last_refresh >= UPSTREAM_REFRESH_SECONDS:
-                last_refresh = now
-                await self.gateway.refresh_upstreams()
+
+    async def _refresh_upstreams(self) -> None:
+        while True:
+            await asyncio.sleep(UPSTREAM_REFRESH_SECONDS)
+            await self.gateway.refresh_upstreams()
 
     async def _reload_config(self) -> None:
         settings = self.gateway.settings

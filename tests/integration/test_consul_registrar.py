@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import consul  # type: ignore[import-untyped]
+import consul
 import pytest
 from prometheus_client import CollectorRegistry
 

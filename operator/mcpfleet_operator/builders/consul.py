@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from consul import Check  # type: ignore[import-untyped]
+from consul import Check
 
 from mcpfleet_contracts.mcpserver import ConsulSpec, MCPServerSpec, ServerType, Transport
 from mcpfleet_operator.builders.defaults import effective_path, effective_tool_prefix
