@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from mcpfleet_contracts.catalog import CatalogServer
 from mcpfleet_contracts.mcpserver import API_VERSION, KIND, MCPServerSpec, MCPServerStatus, ToolsStatus
 from mcpfleet_contracts.report import TOOLS_DIGEST_ANNOTATION, is_digest, tools_digest
 from mcpfleet_operator.builders.catalog import ServerEntry, build_server_entry, catalog_key
+from mcpfleet_operator.builders.children import reports_tools
 from mcpfleet_operator.builders.defaults import effective_path
 from mcpfleet_operator.builders.model import Owner
 from mcpfleet_operator.builders.status import TOOLS_DRIFTED, TOOLS_SYNCED, Observation, compute_status, set_condition
@@ -208,6 +209,8 @@ class _Server:
     watched_url: str | None = None
     outcome: Outcome = field(default_factory=Outcome)
     last_tools: list[dict[str, Any]] | None = None  # what the server last served, to re-shape on a spec change
+    recorded: CatalogServer | None = None  # the entry whose catalog revision the status names
+    revision: int = 0
 
 
 def pod_url(pod: Mapping[str, Any], spec: MCPServerSpec) -> str | None:
@@ -252,6 +255,7 @@ class ToolSync:
         self._lister = lister
         self._on_status_changed = on_status_changed
         self._servers: dict[Key, _Server] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- what the handlers call -----------------------------------------------------------------------
 
@@ -283,7 +287,7 @@ class ToolSync:
         reported = (meta.get("annotations") or {}).get(TOOLS_DIGEST_ANNOTATION)
         if reported is not None and not is_digest(reported):
             reported = None
-        if reported is None and server.subject.spec.type.value != "custom":
+        if reported is None and reports_tools(server.subject.spec):
             return  # a built-in server reports once it serves; until then there is nothing to confirm
         if reported is None and not _is_ready(pod):
             return
@@ -349,7 +353,7 @@ class ToolSync:
         return entry.server.tools_digest if entry is not None and entry.server is not None else None
 
     async def close(self) -> None:
-        tasks = []
+        tasks = list(self._background)
         for server in self._servers.values():
             self._unwatch(server)
             tasks += [state.task for state in server.pods.values() if state.task is not None]
@@ -431,18 +435,29 @@ class ToolSync:
         )
         changed = entry.server is not None and self.writer.put(entry.server, since)
         if not changed:
-            await self._write_status(key, server, self.writer.revision)
+            if entry.server is not None and server.recorded is None:
+                # Already in the stored catalog (an operator restart): the status names the revision that
+                # brought it, unless it has none yet.
+                stored = (subject.status.get("tools") or {}).get("catalogRevision")
+                server.recorded, server.revision = entry.server, int(stored or self.writer.revision)
+            await self._write_status(key, server, server.revision)
 
     def _rebuild_from_last(self, key: Key, server: _Server) -> None:
         tools = server.last_tools
         entry = server.outcome.entry
         if tools is None or entry is None or entry.server is None:
             return
-        asyncio.get_running_loop().create_task(
+        self._spawn(
             self._accept(
                 key, server, tools, entry.server.tools_digest, server.outcome.source, None, server.outcome.mismatch
             )
         )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, holding a reference until it ends (the loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _failed(self, key: Key, server: _Server, failure: ListFailed, source: str) -> None:
         previous = server.outcome
@@ -450,10 +465,11 @@ class ToolSync:
         if previous.failure is None or previous.failure.reason != failure.reason:
             log.warning("%s/%s: listing tools of %s failed: %s", *key, source, failure.message)
             _event(server.subject.owner, "Warning", f"Tools{failure.reason}", f"{source}: {failure.message}")
-        await self._write_status(key, server, self.writer.revision)
+        await self._write_status(key, server, server.revision)
 
     def _drop_entry(self, key: Key, server: _Server) -> None:
         server.outcome = Outcome()
+        server.recorded = None
         self.writer.remove(f"{key[0]}/{key[1]}")
 
     # -- external endpoints ---------------------------------------------------------------------------
@@ -498,10 +514,17 @@ class ToolSync:
     # -- status ---------------------------------------------------------------------------------------
 
     async def written(self, revision: int, servers: Mapping[str, CatalogServer], _since: float | None) -> None:
-        """After a catalog write: each server whose entry is in it records the revision in its status."""
+        """After a catalog write: a server whose entry changed in it records the revision in its status.
+
+        Servers whose entries did not change keep the revision that last changed them, so one server's change
+        costs one status write, not one per server.
+        """
         for key, server in list(self._servers.items()):
             entry = server.outcome.entry
-            if entry is not None and entry.server is not None and servers.get(entry.server.name) == entry.server:
+            if entry is None or entry.server is None or servers.get(entry.server.name) != entry.server:
+                continue
+            if server.recorded != entry.server:
+                server.recorded, server.revision = entry.server, revision
                 await self._write_status(key, server, revision)
 
     async def _write_status(self, key: Key, server: _Server, revision: int) -> None:
@@ -539,6 +562,7 @@ def tools_status(
     conditions = list(previous.conditions or ())
     if entry is not None and entry.server is not None:
         names = sorted(tool.upstream_name for tool in entry.server.tools)
+        unchanged = tools is not None and tools.digest == entry.server.tools_digest
         tools = ToolsStatus(
             count=len(names),
             digest=entry.server.tools_digest,
@@ -547,7 +571,8 @@ def tools_status(
             pending=list(entry.pending[:MAX_STATUS_NAMES]) or None,
             drifted=list(entry.drifted[:MAX_STATUS_NAMES]) or None,
             catalog_revision=revision or None,
-            synced_at=now,
+            # When the tools last changed: a restart confirming the same tools is not news (and writes nothing).
+            synced_at=tools.synced_at if unchanged and tools is not None else now,
         )
         conditions = set_condition(conditions, TOOLS_DRIFTED, *_drift_condition(entry), generation, now)
     if outcome.failure is not None:

@@ -7,6 +7,7 @@ operator cannot tell it from a scheduled Pod, and its tools/list really reaches 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -414,3 +415,25 @@ def _sync(check: Any) -> Any:
         return check()
 
     return run
+
+
+async def test_a_restarted_operator_rewrites_neither_the_catalog_nor_the_status(
+    api: KubeClient, emulator: ApiServerEmulator, kubeconfig: Path, consul: ConsulAgent, server: ToolServer
+) -> None:
+    settings = {"catalog_namespace": CATALOG_NAMESPACE, "catalog_debounce_seconds": 0.1, "external_poll_seconds": 0.5}
+    async with running_operator(kubeconfig, **settings):
+        await managed(api, "k8s-ops", server)
+        await api.create(POD, server_pod("k8s-ops", "k8s-ops-1", server.report()))
+        await create_mcpserver(api, "remote", {"type": "custom", "endpoint": server.url})
+        await eventually(lambda: _synced_true(api, "k8s-ops"), within=20)
+        await eventually(lambda: _synced_true(api, "remote"), within=20)
+    revision = (await catalog(api)).revision  # type: ignore[union-attr]
+    before = len(emulator.writes())
+
+    async with running_operator(kubeconfig, **settings) as again:
+        await eventually(lambda: _confirmed(again, "k8s-ops", 1), within=20)
+        await eventually(_sync(lambda: again.writer is not None and again.writer.revision == revision), within=10)
+        await asyncio.sleep(1.5)  # three external polls: a write would have happened by now
+        writes = [w for w in emulator.writes()[before:] if "events" not in w.url.path]
+    assert writes == [], [f"{w.method.value} {w.url.path} {w.data}" for w in writes]
+    assert (await catalog(api)).revision == revision  # type: ignore[union-attr]

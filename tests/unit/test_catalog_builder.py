@@ -100,7 +100,8 @@ def test_require_approval_holds_new_and_changed_tools_until_the_digest_is_approv
     approved_spec = spec(tools={"requireApproval": True, "approvedDigest": tools_digest(TOOLS)})
     first = entry(approved_spec, TOOLS)
     assert first.pending == ()
-    assert first.server is not None and len(first.server.tools) == len(TOOLS)
+    assert first.server is not None
+    assert len(first.server.tools) == len(TOOLS)
 
     changed = [tool("get_pods", "now also deletes them"), *TOOLS[1:], tool("exec_shell")]
     held = entry(approved_spec, changed, first.server)
@@ -121,7 +122,8 @@ def test_require_approval_holds_new_and_changed_tools_until_the_digest_is_approv
 
 def test_require_approval_with_nothing_approved_catalogs_nothing_and_removal_needs_no_approval() -> None:
     held = entry(spec(tools={"requireApproval": True}), TOOLS)
-    assert held.server is not None and held.server.tools == ()
+    assert held.server is not None
+    assert held.server.tools == ()
     assert set(held.pending) == {t["name"] for t in TOOLS}
 
     approved_spec = spec(tools={"requireApproval": True, "approvedDigest": tools_digest(TOOLS)})
