@@ -489,7 +489,10 @@ class ConsulRegistrar:
         try:
             listed = await self._list(token, _FLEET_FILTER)
         except ConsulFailure as failure:
+            # What Consul holds is unknown now: every registration is written again (and, while Consul stays
+            # away, reported as not registered with the reason) until a listing succeeds.
             log.debug("verifying Consul registrations failed: %s", failure.message)
+            self._live = {}
             return
         self._live = listed
         self._listed = True

@@ -387,9 +387,17 @@ async def test_consul_registration_survives_a_consul_restart_and_goes_with_the_s
     status = await eventually(lambda: _condition_true(api, "remote", "Registered"))
     assert status["consulServiceId"] == service["ID"]
 
-    consul.restart()  # dev mode: comes back empty
-    assert not consul.services()
+    consul.stop()
+
+    async def unregistered() -> dict[str, Any]:
+        status = await status_of(api, "remote")
+        assert condition(status, "Registered").get("reason") == "ConsulUnreachable", status
+        return status
+
+    assert (await eventually(unregistered, within=20))["phase"] == "Ready", "Consul's outage is not the server's"
+    consul.start()  # dev mode: comes back empty
     await eventually(_sync(registered), within=10)
+    await eventually(lambda: _condition_true(api, "remote", "Registered"), within=10)
 
     await api.delete(MCPSERVER, NAMESPACE, "remote")
 
