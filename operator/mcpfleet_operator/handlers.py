@@ -381,12 +381,8 @@ def _register_pod_watch(registry: kopf.OperatorRegistry, state: OperatorState) -
     ) -> None:
         if state.tools is None:
             return
-        key = owner_of(dict(body))
-        if key is None or not state.watches(key[0]):
-            return
-        assert mcpserver_index is not None
-        entry = next(iter(mcpserver_index.get(key, ())), None)
-        if entry is None or entry["deleting"]:
+        key, entry = _owner_entry(state, body, mcpserver_index)
+        if key is None or entry is None or entry["deleting"]:
             return
         owner: Owner = entry["owner"]
         if key not in state.subjects:
@@ -398,6 +394,18 @@ def _register_pod_watch(registry: kopf.OperatorRegistry, state: OperatorState) -
             state.tools.pod_gone(key, str(body.get("metadata", {}).get("name")))
         else:
             state.tools.pod_changed(key, dict(body))
+
+
+def _owner_entry(
+    state: OperatorState, body: kopf.Body, index: kopf.Index[tuple[str, str], dict[str, Any]] | None
+) -> tuple[tuple[str, str] | None, dict[str, Any] | None]:
+    """The MCPServer an object belongs to (by its labels), and that MCPServer's index entry if it exists."""
+    key = owner_of(dict(body))
+    if key is None or not state.watches(key[0]):
+        return None, None
+    # kopf passes an index only to handlers that name it as a parameter.
+    assert index is not None
+    return key, next(iter(index.get(key, ())), None)
 
 
 def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState, kind: ResourceKind) -> None:
@@ -412,12 +420,9 @@ def _register_child_watch(registry: kopf.OperatorRegistry, state: OperatorState,
     ) -> None:
         if state.client is None or state.status is None:
             return
-        key = owner_of(dict(body))
-        if key is None or not state.watches(key[0]):
+        key, entry = _owner_entry(state, body, mcpserver_index)
+        if key is None:
             return
-        # kopf passes an index only to handlers that name it as a parameter.
-        assert mcpserver_index is not None
-        entry = next(iter(mcpserver_index.get(key, ())), None)
         deleted = type == "DELETED"
         if entry is None:
             await _collect_orphan(state, kind, body, deleted)

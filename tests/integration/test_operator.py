@@ -42,30 +42,13 @@ SPECS: dict[str, dict[str, Any]] = {
     "custom": {"type": "custom", "image": "registry.example/tools/mcp:1.2", "config": {"custom": {"MODE": "fast"}}},
 }
 
-# Which children each type gets by default (k8s-ops and monitoring read cluster-wide).
-# Built-in servers also get a namespaced Role for their tool report (get/patch of their own Pods).
+# Which children each type gets by default: built-in servers also get a namespaced Role for their tool
+# report (get/patch of their own Pods); k8s-ops and monitoring read cluster-wide.
+BUILT_IN = {SERVICE_ACCOUNT, ROLE, ROLE_BINDING, CONFIG_MAP, DEPLOYMENT, SERVICE}
 EXPECTED_KINDS: dict[str, set[ResourceKind]] = {
-    "k8s-ops": {
-        SERVICE_ACCOUNT,
-        ROLE,
-        ROLE_BINDING,
-        CLUSTER_ROLE,
-        CLUSTER_ROLE_BINDING,
-        CONFIG_MAP,
-        DEPLOYMENT,
-        SERVICE,
-    },
-    "monitoring": {
-        SERVICE_ACCOUNT,
-        ROLE,
-        ROLE_BINDING,
-        CLUSTER_ROLE,
-        CLUSTER_ROLE_BINDING,
-        CONFIG_MAP,
-        DEPLOYMENT,
-        SERVICE,
-    },
-    "cmdb": {SERVICE_ACCOUNT, ROLE, ROLE_BINDING, CONFIG_MAP, DEPLOYMENT, SERVICE},
+    "k8s-ops": BUILT_IN | {CLUSTER_ROLE, CLUSTER_ROLE_BINDING},
+    "monitoring": BUILT_IN | {CLUSTER_ROLE, CLUSTER_ROLE_BINDING},
+    "cmdb": BUILT_IN,
     "custom": {SERVICE_ACCOUNT, CONFIG_MAP, DEPLOYMENT, SERVICE},
 }
 ALL_KINDS = CHILD_KINDS
