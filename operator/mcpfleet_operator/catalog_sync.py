@@ -194,9 +194,12 @@ class Outcome:
 
 @dataclass
 class _Pod:
-    reported: str | None
-    confirmed: str | None = None
+    reported: str | None  # the Pod's latest report
+    url: str
+    checked: bool = False  # ``reported`` has been confirmed (or found to be a lie)
+    confirmed: str | None = None  # the digest of what the Pod served when last listed
     task: asyncio.Task[None] | None = None
+    newer: bool = False  # a report arrived while the running confirmation listed
 
 
 @dataclass
@@ -291,16 +294,20 @@ class ToolSync:
             return  # a built-in server reports once it serves; until then there is nothing to confirm
         if reported is None and not _is_ready(pod):
             return
-        state = server.pods.setdefault(name, _Pod(reported))
         url = pod_url(pod, server.subject.spec)
         if url is None:
             return
-        if state.reported == reported and (state.confirmed is not None or state.task is not None):
-            return  # already confirmed (or being confirmed): Pod status updates repeat the same report
-        state.reported = reported
+        state = server.pods.setdefault(name, _Pod(reported, url))
         if state.task is not None:
-            state.task.cancel()
-        state.task = asyncio.create_task(self._confirm(key, name, url, reported), name=f"confirm {name}")
+            # Never cancelled for a newer report: under a burst nothing would ever finish. The running
+            # confirmation lists once more when it is done.
+            state.newer = state.newer or (reported, url) != (state.reported, state.url)
+            state.reported, state.url = reported, url
+            return
+        if state.checked and (reported, url) == (state.reported, state.url):
+            return  # Pod status updates repeat a report already confirmed
+        state.reported, state.url = reported, url
+        state.task = asyncio.create_task(self._confirm(key, name), name=f"confirm {name}")
 
     def pod_gone(self, key: Key, pod_name: str) -> None:
         server = self._servers.get(key)
@@ -363,31 +370,59 @@ class ToolSync:
 
     # -- confirmation ---------------------------------------------------------------------------------
 
-    async def _confirm(self, key: Key, pod_name: str, url: str, reported: str | None) -> None:
-        since = time.monotonic()
-        server = self._servers.get(key)
+    async def _confirm(self, key: Key, pod_name: str) -> None:
+        """List the Pod's tools until what was listed answers its latest report; catalog each listing."""
+        while True:
+            since = time.monotonic()
+            server = self._servers.get(key)
+            state = server.pods.get(pod_name) if server is not None else None
+            if server is None or state is None:
+                return
+            state.newer = False
+            reported = state.reported
+            tools = await self._list_pod(key, server, pod_name, state.url)
+            server = self._servers.get(key)
+            state = server.pods.get(pod_name) if server is not None else None
+            if tools is None or server is None or state is None:
+                return  # the server or the Pod went away while it was listed
+            newer = state.newer
+            if not newer:
+                state.task, state.checked = None, True
+            # A listing overtaken by a newer report is still the truth of its moment: catalog it (a server that
+            # changes nonstop still moves forward), but judge the report only against a listing that is current.
+            await self._accept_listing(key, server, pod_name, tools, None if newer else reported, since)
+            if not newer:
+                return
+
+    async def _list_pod(self, key: Key, server: _Server, pod_name: str, url: str) -> list[dict[str, Any]] | None:
+        """tools/list of one Pod, retried with backoff while it fails; None when the server is gone meanwhile."""
         attempt = 0
-        while server is not None:
+        current: _Server | None = server
+        while current is not None and pod_name in current.pods:
             try:
-                tools = await self._lister(
-                    url, server.subject.spec.transport, timeout=self._settings.tools_list_timeout_seconds
+                return await self._lister(
+                    url, current.subject.spec.transport, timeout=self._settings.tools_list_timeout_seconds
                 )
-                break
             except ListFailed as exc:
                 self._metrics.tool_reports.labels(exc.reason.lower()).inc()
-                await self._failed(key, server, exc, f"Pod {pod_name}")
+                await self._failed(key, current, exc, f"Pod {pod_name}")
                 delay = _CONFIRM_BACKOFF[min(attempt, len(_CONFIRM_BACKOFF) - 1)]
                 attempt += 1
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                server = self._servers.get(key)
-        else:
-            return
-        state = server.pods.get(pod_name)
-        if state is None:
-            return  # the Pod went away while it was listed
+                current = self._servers.get(key)
+        return None
+
+    async def _accept_listing(
+        self,
+        key: Key,
+        server: _Server,
+        pod_name: str,
+        tools: list[dict[str, Any]],
+        reported: str | None,
+        since: float,
+    ) -> None:
         actual = tools_digest(tools)
-        state.confirmed = actual
-        state.task = None
+        server.pods[pod_name].confirmed = actual
         server.serving_pod = pod_name
         mismatch = None
         if reported is not None and reported != actual:

@@ -100,6 +100,11 @@ async def list_tools(
             ) as client:
                 tools = await _list_pages(client, url)
     except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Our caller cancelled us: the client turns that into broken-stream errors, which are not the
+            # server's failure and must not be reported as one.
+            raise asyncio.CancelledError from exc
         if tools is None:
             raise _classify(exc, url, transport, timeout, responses) from None
         # The listing is complete; only ending the session went wrong, which the server's idle timeout covers.

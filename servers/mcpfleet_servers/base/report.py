@@ -41,24 +41,34 @@ class PodReporter:
     def __init__(self, namespace: str, name: str) -> None:
         self.namespace = namespace
         self.name = name
+        # Made at the first report and kept: loading credentials costs more than the report itself. A failed
+        # report drops it, so the next one loads them again (a rotated token, a fixed kubeconfig).
+        self._client: k8s.ApiClient | None = None
 
     async def report(self, tools: Sequence[Mapping[str, Any]]) -> ReportOutcome:
         """Write the report when the Pod does not carry it already. Never raises."""
         wanted = report_annotations(tools)
         try:
             async with asyncio.timeout(REPORT_TIMEOUT_SECONDS):
-                client = await api_client()
-                async with client:
-                    return await self._write(k8s.CoreV1Api(client), wanted)
+                if self._client is None:
+                    self._client = await api_client()
+                return await self._write(k8s.CoreV1Api(self._client), wanted)
         except ApiException as exc:
+            await self.close()
             hint = {
                 403: "the server's ServiceAccount needs get and patch on its own pods",
                 404: "POD_NAME/POD_NAMESPACE name no Pod (set them from the downward API)",
             }.get(exc.status, "the API server refused it")
             logger.warning("tool report not written on pod %s/%s: %s (%s)", self.namespace, self.name, hint, exc.reason)
         except (OSError, TimeoutError, k8s_config.ConfigException) as exc:
+            await self.close()
             logger.warning("tool report not written on pod %s/%s: %s", self.namespace, self.name, exc)
         return ReportOutcome.FAILED
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def _write(self, api: k8s.CoreV1Api, wanted: dict[str, str]) -> ReportOutcome:
         pod = await api.read_namespaced_pod(self.name, self.namespace)

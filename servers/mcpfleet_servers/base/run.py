@@ -109,6 +109,8 @@ class ServerRunner:
             self.server.state.started = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
                 await module.close()
+                if self.server.reporter is not None:
+                    await self.server.reporter.close()
 
     async def _first_refresh(self) -> None:
         """The same path as every later change: in a Pod this writes the first tool report (contract 2)."""
