@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test unit integration e2e system-deps consul tools tools-sync crds check-crds bench bench-k8s-ops bench-gateway clean
+.PHONY: help install lint typecheck test unit integration e2e system-deps consul tools tools-sync crds check-crds bench bench-k8s-ops bench-gateway bench-catalog clean
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,9 @@ bench-k8s-ops: $(STAMP) tools ## k8s-ops server benchmark (5,000 pods on a real 
 
 bench-gateway: $(STAMP) system-deps ## Gateway overhead: direct vs mcpfleet vs ContextForge at 1/10/50 clients; see docs/benchmarks.md
 	$(BIN)/python benchmarks/gateway_overhead.py
+
+bench-catalog: $(STAMP) tools ## Catalog latency: a server's tool change to the gateway serving it, on a real control plane; see docs/benchmarks.md
+	MCPFLEET_TOOLS_BIN="$$($(PYTHON) hack/tools/tools.py bindir)" $(BIN)/python benchmarks/catalog_latency.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
