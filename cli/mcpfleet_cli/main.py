@@ -234,12 +234,15 @@ def rbac_print(
     ),
     service_account: Annotated[str, typer.Option(help="Name of the operator's ServiceAccount.")] = "mcpfleet-operator",
 ) -> None:
-    """Print the operator's least-privilege ServiceAccount, ClusterRole and ClusterRoleBinding (YAML)."""
+    """Print the operator's least-privilege ServiceAccount, ClusterRole and ClusterRoleBinding, and the admission
+    policy that confines each server's tool report to its own Pod's two annotations (YAML)."""
     import yaml  # noqa: PLC0415
 
     from mcpfleet_operator.builders.operator_rbac import operator_rbac  # noqa: PLC0415
+    from mcpfleet_operator.builders.report_policy import report_policy  # noqa: PLC0415
 
-    typer.echo(yaml.safe_dump_all(operator_rbac(namespace, service_account), sort_keys=False), nl=False)
+    documents = operator_rbac(namespace, service_account) + report_policy()
+    typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)
 
 
 @audit_app.command("verify")

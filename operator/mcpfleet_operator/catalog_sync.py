@@ -24,7 +24,7 @@ from mcpfleet_contracts.catalog import CatalogServer
 from mcpfleet_contracts.mcpserver import API_VERSION, KIND, MCPServerSpec, MCPServerStatus, ToolsStatus
 from mcpfleet_contracts.report import TOOLS_DIGEST_ANNOTATION, is_digest, tools_digest
 from mcpfleet_operator.builders.catalog import ServerEntry, build_server_entry, catalog_key
-from mcpfleet_operator.builders.children import reports_tools
+from mcpfleet_operator.builders.children import PORT_NAME, reports_tools
 from mcpfleet_operator.builders.defaults import effective_path
 from mcpfleet_operator.builders.model import Owner
 from mcpfleet_operator.builders.status import TOOLS_DRIFTED, TOOLS_SYNCED, Observation, compute_status, set_condition
@@ -217,13 +217,22 @@ class _Server:
 
 
 def pod_url(pod: Mapping[str, Any], spec: MCPServerSpec) -> str | None:
-    """Where the operator lists the tools of one server Pod (its IP, the server port and path)."""
+    """Where the operator lists the tools of one server Pod: its IP, the port it declares, the server's path.
+
+    The Pod's own port, not spec.port: during a rollout after a port change, old Pods still listen on the old one.
+    """
     ip = (pod.get("status") or {}).get("podIP")
     path = effective_path(spec)
     if not ip or path is None:
         return None
+    declared = [
+        port.get("containerPort")
+        for container in (pod.get("spec") or {}).get("containers") or ()
+        for port in container.get("ports") or ()
+        if port.get("name") == PORT_NAME
+    ]
     host = f"[{ip}]" if ":" in str(ip) else str(ip)
-    return f"http://{host}:{spec.port}{path}"
+    return f"http://{host}:{declared[0] if declared else spec.port}{path}"
 
 
 def _event(owner: Owner, type_: str, reason: str, message: str) -> None:
@@ -274,6 +283,10 @@ class ToolSync:
             self._watch(key, server)
         elif server.watcher is not None:
             self._unwatch(server)
+        if _scaled_to_zero(subject.spec):
+            self._stop_pods(server)
+            self._drop_entry(key, server)
+            return
         if spec_changed and server.outcome.entry is not None:
             # A new prefix, allow/deny list or approval re-shapes the entry without asking the server again.
             self._rebuild_from_last(key, server)
@@ -283,7 +296,7 @@ class ToolSync:
         server = self._servers.get(key)
         meta = pod.get("metadata") or {}
         name = str(meta.get("name"))
-        if server is None or meta.get("deletionTimestamp"):
+        if server is None or meta.get("deletionTimestamp") or _scaled_to_zero(server.subject.spec):
             if server is not None:
                 self.pod_gone(key, name)
             return
@@ -322,15 +335,13 @@ class ToolSync:
                 log.info("%s/%s: no server Pod left; its tools leave the catalog", *key)
                 self._drop_entry(key, server)
 
-    def scaled_to_zero(self, key: Key) -> None:
-        server = self._servers.get(key)
-        if server is not None:
-            for state in server.pods.values():
-                if state.task is not None:
-                    state.task.cancel()
-            server.pods.clear()
-            server.serving_pod = None
-            self._drop_entry(key, server)
+    @staticmethod
+    def _stop_pods(server: _Server) -> None:
+        for state in server.pods.values():
+            if state.task is not None:
+                state.task.cancel()
+        server.pods.clear()
+        server.serving_pod = None
 
     def forget(self, key: Key) -> None:
         """The MCPServer is gone: its entries leave the catalog, its watch stops."""
@@ -447,6 +458,8 @@ class ToolSync:
         since: float | None,
         mismatch: str | None = None,
     ) -> None:
+        if self._servers.get(key) is not server or _scaled_to_zero(server.subject.spec):
+            return  # forgotten or scaled to zero while this listing ran: its tools must not come back
         subject = server.subject
         name = catalog_key(subject.owner)
         entry = build_server_entry(
@@ -580,6 +593,11 @@ class ToolSync:
             return
         if self._on_status_changed is not None:
             await self._on_status_changed(key)
+
+
+def _scaled_to_zero(spec: MCPServerSpec) -> bool:
+    """spec.replicas 0 on a server mcpfleet runs: its Pods are going, and its tools leave the catalog."""
+    return spec.endpoint is None and spec.replicas == 0
 
 
 def _is_ready(pod: Mapping[str, Any]) -> bool:

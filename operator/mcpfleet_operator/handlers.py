@@ -313,8 +313,6 @@ async def _follow(
     state.subjects[key] = subject
     tools = state.sync()
     tools.observe(subject)
-    if spec.endpoint is None and spec.replicas == 0:
-        tools.scaled_to_zero(key)
     if index is not None:
         tools.prune({k for k in index if k[0] is not None})
     await _register(state, key)

@@ -203,3 +203,38 @@ def allow_writes(config: Path) -> None:
     document = json.loads(config.read_text())
     document["config"]["k8sOps"]["readOnly"] = False
     config.write_text(json.dumps(document))
+
+
+def test_a_servers_account_may_write_only_its_own_report(
+    cluster: Cluster, namespace: str, stand_in: K8sOpsProcess, tmp_path: Path
+) -> None:
+    """RBAC grants patch on the namespace's Pods; the admission policy narrows it to the report on its own Pod."""
+    pod = eventually(lambda: reported_pod(cluster, namespace), within=60, what="the stand-in's report on its Pod")
+    server = ["--kubeconfig", str(tmp_path / "server.kubeconfig")]
+
+    denied = cluster.kubectl("label", "pod", pod, "-n", namespace, "sneaky=1", *server)
+    assert denied.returncode != 0
+    assert "may only write the tool report annotations" in denied.stderr, denied.stderr
+
+    other = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bystander", "labels": {"app": "bystander"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+    }
+    assert cluster.apply(other, "-n", namespace).returncode == 0
+    foreign = cluster.kubectl(
+        "annotate", "pod", "bystander", "-n", namespace, "mcpfleet.io/tools-digest=sha256:" + "0" * 64, *server
+    )
+    assert foreign.returncode != 0
+    assert "on its own Pod" in foreign.stderr, foreign.stderr
+
+    # The report itself stays writable (the stand-in wrote it with this very account).
+    assert cluster.get("pod", pod, "-n", namespace)["metadata"]["annotations"]["mcpfleet.io/tools-digest"]
+
+
+def reported_pod(cluster: Cluster, namespace: str) -> str:
+    pods = cluster.get("pods", "-n", namespace, "-l", f"mcpfleet.io/server={SERVER}")["items"]
+    reported = [p for p in pods if "mcpfleet.io/tools-digest" in (p["metadata"].get("annotations") or {})]
+    assert reported, "no Pod carries a tool report yet"
+    return str(reported[0]["metadata"]["name"])

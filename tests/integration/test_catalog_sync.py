@@ -252,6 +252,16 @@ async def test_the_last_pod_going_takes_the_servers_tools_out(
     await eventually(gone, within=20)
 
 
+async def test_scaling_to_zero_takes_the_servers_tools_out(
+    api: KubeClient, operator: OperatorState, server: ToolServer
+) -> None:
+    await managed(api, "k8s-ops", server)
+    await api.create(POD, server_pod("k8s-ops", "k8s-ops-1", server.report()))
+    await eventually(lambda: cataloged(api, "k8s-ops"), within=20)
+    await api.patch(MCPSERVER, NAMESPACE, "k8s-ops", {"spec": {"replicas": 0}})
+    await eventually(lambda: _absent(api, "k8s-ops"), within=20)
+
+
 # ------------------------------------------------------------------------------------------------ external
 
 

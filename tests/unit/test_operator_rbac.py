@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from mcpfleet_cli.main import app
 from mcpfleet_operator.builders.model import CHILD_KINDS, MCPSERVER
 from mcpfleet_operator.builders.operator_rbac import CHILD_VERBS, OPERATOR_NAME, operator_rbac, operator_rules
+from mcpfleet_operator.builders.report_policy import report_policy
 
 
 def _allowed(group: str, resource: str) -> set[str]:
@@ -60,4 +61,25 @@ def test_cli_prints_the_rbac_as_yaml() -> None:
     result = CliRunner().invoke(app, ["rbac", "print", "-n", "platform"])
     assert result.exit_code == 0, result.output
     kinds = [doc["kind"] for doc in yaml.safe_load_all(result.output)]
-    assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    assert kinds == [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+
+
+def test_the_report_policy_binds_every_mcpserver_of_the_pods_namespace_as_a_param() -> None:
+    policy, binding = report_policy()
+    assert policy["spec"]["paramKind"] == {"apiVersion": "mcpfleet.io/v1alpha1", "kind": "MCPServer"}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["pods"], ["UPDATE"]), "the report is a patch of the Pod"
+    (validation,) = policy["spec"]["validations"]
+    for key in ("mcpfleet.io/tools-digest", "mcpfleet.io/tools", "mcpfleet.io/server"):
+        assert key in validation["expression"]
+    assert "authentication.kubernetes.io/pod-name" in validation["expression"], "pod-bound tokens: that very Pod"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
