@@ -121,6 +121,11 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _shorten(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 3] + "..."
@@ -173,6 +178,7 @@ class ConsulRegistrar:
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
         self._slots: dict[Key, _Slot] = {}
         self._settled: dict[Key, None] = {}
         # Services tagged mcpfleet as Consul last showed them (a listing, updated by our own writes).
@@ -180,6 +186,9 @@ class ConsulRegistrar:
         self._listed = False
         self._owned: set[str] = set()
         self._failures = 0
+
+    def _closed(self) -> bool:
+        return self._closing
 
     @property
     def enabled(self) -> bool:
@@ -213,6 +222,10 @@ class ConsulRegistrar:
         self._task = asyncio.create_task(self._run(), name="consul-registrar")
 
     async def close(self) -> None:
+        # A flag as well as the cancel: on Python 3.11 a cancel that lands as asyncio.timeout_at expires can come
+        # out as a TimeoutError, which the loop would take for its own deadline and go on.
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -328,6 +341,9 @@ class ConsulRegistrar:
             async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS + 1):
                 result = await request
         except Exception as exc:
+            if _being_cancelled():
+                # A cancel that met aiohttp's own timeout can come out as a TimeoutError: it is still a cancel.
+                raise asyncio.CancelledError from exc
             failure = self._classify(exc, operation, service)
             self._metrics.operations.labels(operation, "error").inc()
             self._metrics.up.set(0 if failure.reason == UNREACHABLE else 1)
@@ -461,7 +477,7 @@ class ConsulRegistrar:
         interval = self._settings.consul_retry_seconds
         next_verify = loop.time() + interval * random.uniform(0.8, 1.0)
         retry_at: float | None = None
-        while True:
+        while not self._closed():
             if any(self._pending(slot) for slot in self._slots.values()):
                 retry_at = retry_at or loop.time() + self._backoff()
             else:
@@ -475,6 +491,8 @@ class ConsulRegistrar:
                 continue
             except TimeoutError:
                 pass
+            if self._closed():
+                return
             token = await self._token_or_failure()
             if loop.time() >= next_verify:
                 await self._verify(token)

@@ -188,6 +188,13 @@ def next_index(previous: str | None, answered: str | None) -> str | None:
     return str(new)
 
 
+def _reraise_cancel(exc: Exception) -> None:
+    """A cancel that met aiohttp's own timeout can come out as a TimeoutError; it must still end the task."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError from exc
+
+
 class ConsulDiscovery:
     """Follows Consul and hands every changed set of services to ``on_change`` (one call at a time)."""
 
@@ -286,6 +293,7 @@ class ConsulDiscovery:
                 async with asyncio.timeout(self._deadline):
                     answered, services = await self._client.catalog.services(index=index, wait=self._wait)
             except Exception as exc:
+                _reraise_cancel(exc)
                 self._failed("catalog", exc)
                 index = None  # continuity is lost; a restarted agent's index starts low again
                 if self.settings.token_file is not None:
@@ -335,6 +343,7 @@ class ConsulDiscovery:
                         name, index=index, wait=self._wait, passing=True, tag=self.settings.tag
                     )
             except Exception as exc:
+                _reraise_cancel(exc)
                 self._failed(key, exc)
                 index = None
                 await asyncio.sleep(next(delays))
