@@ -78,8 +78,20 @@ class CatalogWriter:
         self.writes = 0
 
     async def start(self) -> None:
-        """Begin from the stored catalog, so that an operator restart changes (and writes) nothing."""
-        stored = await self._store.read()
+        """Begin from the stored catalog, so that an operator restart changes (and writes) nothing.
+
+        Until it is read nothing can be judged (drift and approval compare with it), so reading is retried until
+        it succeeds; the operator does nothing useful without its API server anyway.
+        """
+        delay = 0.5
+        while True:
+            try:
+                stored = await self._store.read()
+                break
+            except (KubeError, OSError) as exc:
+                log.warning("reading the stored catalog failed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         if stored is not None:
             self._servers = {server.name: server for server in stored.catalog.servers}
             self.revision = stored.catalog.revision
