@@ -1,7 +1,8 @@
 """Consul as a source of upstreams: every service carrying a tag, at its first instance whose checks pass.
 
 The operator registers each MCPServer's Service in Consul with the tags ``mcp``, ``mcpfleet``, ``type:<t>``,
-``prefix:<p>``, ``transport:<t>`` and the meta ``mcp_prefix``, ``mcp_transport``, ``mcp_path`` (and more).
+``prefix:<p>``, ``transport:<t>`` and the meta ``mcp_prefix``, ``mcp_transport``, ``mcp_path``, ``mcp_scheme``
+(and more).
 A service registered by hand without that meta is served as streamable HTTP at ``/mcp`` under its own name.
 
 Changes arrive through Consul's blocking queries: one on the service catalog (which services carry the tag)
@@ -147,7 +148,8 @@ def discovered_service(service: str, entries: list[dict[str, Any]]) -> Discovere
         return None
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
-    url = f"http://{host}:{int(instance['Port'])}{path if path.startswith('/') else '/' + path}"
+    scheme = meta.get("mcp_scheme") if meta.get("mcp_scheme") in ("http", "https") else "http"
+    url = f"{scheme}://{host}:{int(instance['Port'])}{path if path.startswith('/') else '/' + path}"
     return DiscoveredService(service=service, prefix=prefix, transport=transport, url=url)  # type: ignore[arg-type]
 
 

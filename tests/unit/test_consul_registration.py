@@ -93,6 +93,7 @@ def test_meta_names_the_server_and_its_tools_digest() -> None:
         "mcp_prefix": "k8s",
         "mcp_transport": "streamable-http",
         "mcp_path": "/mcp",
+        "mcp_scheme": "http",
         "k8s_namespace": "team-a",
         "mcpserver": "k8s",
         "tools_digest": DIGEST,
@@ -220,7 +221,7 @@ def test_external_endpoints_are_checked_on_their_origin_without_credentials() ->
     built = build_registration(OWNER, parsed, address=target[0], port=target[1], tools_digest=None)
     assert built is not None
     assert built.check["http"] == "https://mcp.example.com:8443/status"
-    assert built.meta["mcp_path"] == "/v1/mcp"
+    assert (built.meta["mcp_path"], built.meta["mcp_scheme"]) == ("/v1/mcp", "https")
     assert "secret" not in repr(built)
 
 

@@ -33,6 +33,7 @@ META_TYPE = "mcp_type"
 META_PREFIX = "mcp_prefix"
 META_TRANSPORT = "mcp_transport"
 META_PATH = "mcp_path"
+META_SCHEME = "mcp_scheme"
 META_NAMESPACE = "k8s_namespace"
 META_NAME = "mcpserver"
 META_TOOLS_DIGEST = "tools_digest"
@@ -135,12 +136,15 @@ def _check(spec: MCPServerSpec, address: str, port: int, health_scheme: str) -> 
 
 
 def _meta(owner: Owner, spec: MCPServerSpec, prefix: str, tools_digest: str | None) -> dict[str, str]:
-    path = _endpoint_parts(spec.endpoint)[3] if spec.endpoint is not None else effective_path(spec)
+    scheme, path = "http", effective_path(spec)
+    if spec.endpoint is not None:
+        scheme, _, _, path = _endpoint_parts(spec.endpoint)
     meta = {
         META_TYPE: spec.type.value,
         META_PREFIX: prefix,
         META_TRANSPORT: spec.transport.value,
         META_PATH: path or "",
+        META_SCHEME: scheme,
         META_NAMESPACE: owner.namespace,
         META_NAME: owner.name,
     }

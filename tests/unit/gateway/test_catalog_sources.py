@@ -151,6 +151,15 @@ def test_a_service_without_meta_gets_the_defaults() -> None:
     assert ipv6.url == "http://[fd00::7]:8080/mcp"
 
 
+def test_an_https_server_is_reached_over_https() -> None:
+    found = discovered_service("vendor", [entry("v-1", 443, mcp_scheme="https", mcp_path="/v1/mcp")])
+    assert found is not None
+    assert found.url == "https://10.0.0.7:443/v1/mcp"
+    odd = discovered_service("vendor", [entry("v-1", 8080, mcp_scheme="gopher")])
+    assert odd is not None
+    assert odd.url.startswith("http://"), "an unknown scheme falls back to http"
+
+
 def test_services_that_cannot_be_served_are_left_out() -> None:
     assert discovered_service("k8s-ops", []) is None
     assert discovered_service("k8s-ops", [entry("a", 9000, mcp_transport="stdio")]) is None
