@@ -44,7 +44,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -55,9 +54,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 
 import psutil  # type: ignore[import-untyped]
@@ -85,7 +82,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import source_info  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    CpuMeter,
+    default_bin_dir,
+    interrupt,
+    machine_info,
+    pct,
+    source_info,
+)
 
 NAMESPACE = "bench"
 SERVER = "probe"
@@ -108,14 +112,6 @@ SPAWNED: list[subprocess.Popen[bytes]] = []
 
 
 # ------------------------------------------------------------------ statistics
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -448,36 +444,6 @@ def apiserver_requests(kubectl: Path, kubeconfig: Path) -> dict[str, float]:
             key = f"{resource}{'/' + subresource if subresource else ''} {verb}"
             counts[key] = counts.get(key, 0.0) + float(sample.value)
     return counts
-
-
-@dataclass
-class CpuMeter:
-    """User+system CPU seconds of named processes between two marks."""
-
-    processes: dict[str, psutil.Process]
-    marks: dict[str, float] = field(default_factory=dict)
-
-    def _now(self) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for name, process in self.processes.items():
-            try:
-                times = process.cpu_times()
-                values[name] = float(times.user + times.system)
-            except psutil.Error:
-                values[name] = 0.0
-        return values
-
-    def start(self) -> None:
-        self.marks = self._now()
-        self.marks["_wall"] = time.monotonic()
-        psutil.cpu_percent(interval=None)
-
-    def stop(self) -> dict[str, float]:
-        now = self._now()
-        result = {f"{name}_cpu_seconds": round(now[name] - self.marks.get(name, 0.0), 2) for name in now}
-        result["wall_seconds"] = round(time.monotonic() - self.marks["_wall"], 2)
-        result["machine_cpu_percent_of_all_cores"] = round(float(psutil.cpu_percent(interval=None)), 1)
-        return result
 
 
 # ------------------------------------------------------------------ the cluster side
@@ -962,26 +928,6 @@ def print_summary(result: dict[str, Any]) -> None:
     print(line)
 
 
-def machine_info(binaries: Mapping[str, Path]) -> dict[str, Any]:
-    try:
-        apiserver = subprocess.run(
-            [str(binaries["kube-apiserver"]), "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        apiserver = "?"
-    return {
-        "cpus": os.cpu_count(),
-        "memory_total_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "kube_apiserver": apiserver,
-        "kopf": version("kopf"),
-        "mcp": version("mcp"),
-        "kubernetes_asyncio": version("kubernetes_asyncio"),
-        "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--changes", type=int, default=50, help="paced changes, one at a time (default 50)")
@@ -1010,30 +956,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def default_bin_dir() -> Path | None:
-    if os.environ.get("MCPFLEET_TOOLS_BIN"):
-        return Path(os.environ["MCPFLEET_TOOLS_BIN"])
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "hack" / "tools" / "tools.py"), "bindir"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     binaries = find_binaries(args.bin_dir or default_bin_dir())
     wall = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-catalog-"))
     # SIGTERM before the event loop runs (while the control plane starts) unwinds like Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
-    machine = machine_info(binaries)
+    signal.signal(signal.SIGTERM, interrupt)
+    machine = machine_info(binaries, ("kopf", "mcp", "kubernetes_asyncio"))
     source = source_info("operator", "servers", "contracts", "cli", "benchmarks")
     # Attached: the components die with this thread, so up() runs here, in the main thread, not in a worker.
     control_plane = ControlPlane(workdir / "cluster", binaries)

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import signal
 import statistics
@@ -42,10 +41,8 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from importlib.metadata import version
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 
 import mcp
@@ -61,7 +58,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import source_info, vm_hwm_bytes  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    CpuMeter,
+    cpu_snapshot,
+    default_bin_dir,
+    interrupt,
+    machine_info,
+    pct,
+    source_info,
+    vm_hwm_bytes,
+)
 
 NAMESPACE = "bench"
 MB = 1024 * 1024
@@ -73,14 +79,6 @@ SPAWNED: list[subprocess.Popen[bytes]] = []
 
 
 # ------------------------------------------------------------------ statistics
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
@@ -289,43 +287,6 @@ class RssSampler:
     def start_phase(self) -> None:
         self.phase_peak = self.last
         self.phase_connections_peak = 0
-
-
-def cpu_snapshot(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    """User+system CPU seconds of each process now (0 for one that is gone)."""
-    values: dict[str, float] = {}
-    for name, process in processes.items():
-        try:
-            times = process.cpu_times()
-            values[name] = float(times.user + times.system)
-        except psutil.Error:
-            values[name] = 0.0
-    return values
-
-
-@dataclass
-class CpuMeter:
-    """User+system CPU seconds of named processes between two marks."""
-
-    processes: dict[str, psutil.Process]
-    marks: dict[str, float] = field(default_factory=dict)
-
-    def _now(self) -> dict[str, float]:
-        return cpu_snapshot(self.processes)
-
-    def start(self) -> None:
-        self.marks = self._now()
-        self.marks["_wall"] = time.monotonic()
-        psutil.cpu_percent(interval=None)  # starts the machine-wide count
-
-    def stop(self) -> dict[str, float]:
-        now = self._now()
-        wall = max(time.monotonic() - self.marks["_wall"], 1e-9)
-        result = {f"{name}_cpu_seconds": round(now[name] - self.marks.get(name, 0.0), 2) for name in now}
-        result["wall_seconds"] = round(wall, 2)
-        # Every process of the machine, other jobs included, as % of all cores: 100 means saturated.
-        result["machine_cpu_percent_of_all_cores"] = round(float(psutil.cpu_percent(interval=None)), 1)
-        return result
 
 
 # ------------------------------------------------------------ MCP calls
@@ -583,25 +544,6 @@ async def measure_direct_throughput(kubeconfig: Path, concurrency: int, duration
 # ------------------------------------------------------------------ the run
 
 
-def machine_info(binaries: dict[str, Path]) -> dict[str, Any]:
-    try:
-        apiserver = subprocess.run(
-            [str(binaries["kube-apiserver"]), "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        apiserver = "?"
-    return {
-        "cpus": os.cpu_count(),
-        "memory_total_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "kube_apiserver": apiserver,
-        "mcp": version("mcp"),
-        "kubernetes_asyncio": version("kubernetes_asyncio"),
-        "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
-
-
 async def run_benchmark(  # noqa: PLR0915 - one linear scenario
     args: argparse.Namespace, state: ClusterState, workdir: Path
 ) -> dict[str, Any]:
@@ -823,29 +765,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def default_bin_dir() -> Path | None:
-    if os.environ.get("MCPFLEET_TOOLS_BIN"):
-        return Path(os.environ["MCPFLEET_TOOLS_BIN"])
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "hack" / "tools" / "tools.py"), "bindir"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     binaries = find_binaries(args.bin_dir or default_bin_dir())
     wall = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-k8s-ops-"))
     # SIGTERM before the event loop runs (while the control plane starts) unwinds like Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     machine = machine_info(binaries)
     source = source_info("servers")
     # Attached: the components die with this thread, so up() runs here, in the main thread, not in a worker.
