@@ -112,10 +112,10 @@ def build_spec(index: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
         spec = {"type": "monitoring", "config": {"monitoring": monitoring}}
         kind = "monitoring"
     elif roll < 0.80:
-        cmdb: dict[str, Any] = {"backend": "sqlite"}
+        cmdb: dict[str, Any] = {"backend": "kubernetes"}
         if rng.random() < 0.4:
             cmdb = {
-                "backend": "http",
+                "backend": "rest",
                 "url": "https://cmdb.example.com/api",
                 "tokenSecret": {"name": "cmdb-token", "key": "token"},
             }

@@ -175,8 +175,9 @@ class MonitoringConfig(CRDModel):
 class CMDBBackend(StrEnum):
     """Where the CMDB server reads its assets from."""
 
-    SQLITE = "sqlite"
-    HTTP = "http"
+    KUBERNETES = "kubernetes"
+    REST = "rest"
+    NETBOX = "netbox"
 
 
 class CMDBConfig(CRDModel):
@@ -184,26 +185,32 @@ class CMDBConfig(CRDModel):
 
     cel_rules: ClassVar[tuple[CrossFieldRule, ...]] = (
         CrossFieldRule(
-            cel="self.backend != 'http' || has(self.url)",
-            message="spec.config.cmdb.backend http needs spec.config.cmdb.url (the CMDB's HTTP API)",
-            holds=lambda c: c.backend != CMDBBackend.HTTP or c.url is not None,
+            cel="self.backend == 'kubernetes' || has(self.url)",
+            message=(
+                "spec.config.cmdb.backend rest and netbox need spec.config.cmdb.url (the CMDB's base URL); "
+                "the kubernetes backend needs none"
+            ),
+            holds=lambda c: c.backend == CMDBBackend.KUBERNETES or c.url is not None,
             field_path=".url",
             reason="FieldValueRequired",
         ),
     )
 
     backend: CMDBBackend = Field(
-        default=CMDBBackend.SQLITE,
-        description="sqlite: an embedded database in the pod (seeded with sample assets); http: an external CMDB API.",
+        default=CMDBBackend.KUBERNETES,
+        description=(
+            "kubernetes: the cluster itself is the CMDB (nodes, namespaces, workloads, services, ingresses, "
+            "volumes; needs nothing else); rest: a CMDB's generic REST API; netbox: NetBox's REST API."
+        ),
     )
     url: str | None = Field(
         default=None,
-        description="Base URL of the external CMDB API (backend http).",
+        description="Base URL of the CMDB (backends rest and netbox).",
         max_length=2048,
         pattern=HTTP_URL,
     )
     token_secret: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding the CMDB API token (backend http); mounted as a file."
+        default=None, description="Secret key holding the CMDB API token (rest, netbox); mounted as a file."
     )
 
 

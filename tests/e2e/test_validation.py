@@ -95,9 +95,9 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         ("spec.rbac: Forbidden", "spec.rbac.preset and spec.rbac.rules exclude each other"),
     ),
     (
-        "cel-cmdb-http-needs-url",
-        mcpserver({"type": "cmdb", "config": {"cmdb": {"backend": "http"}}}),
-        ("spec.config.cmdb.url: Required value", "spec.config.cmdb.backend http needs spec.config.cmdb.url"),
+        "cel-cmdb-rest-needs-url",
+        mcpserver({"type": "cmdb", "config": {"cmdb": {"backend": "netbox"}}}),
+        ("spec.config.cmdb.url: Required value", "spec.config.cmdb.backend rest and netbox need spec.config.cmdb.url"),
     ),
     (
         "cel-reserved-env-name",

@@ -38,7 +38,7 @@ MONITORING_CONFIG = {"monitoring": {"prometheusUrl": "http://prometheus.monitori
 SPECS: dict[str, dict[str, Any]] = {
     "k8s-ops": {"type": "k8s-ops"},
     "monitoring": {"type": "monitoring", "config": MONITORING_CONFIG},
-    "cmdb": {"type": "cmdb", "config": {"cmdb": {"backend": "sqlite"}}},
+    "cmdb": {"type": "cmdb", "config": {"cmdb": {"backend": "kubernetes"}}},
     "custom": {"type": "custom", "image": "registry.example/tools/mcp:1.2", "config": {"custom": {"MODE": "fast"}}},
 }
 

@@ -144,9 +144,9 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.rbac.rules.0.verbs",
     ),
     (
-        "cmdb-http-without-url",
-        {"type": "cmdb", "config": {"cmdb": {"backend": "http"}}},
-        "spec.config.cmdb: spec.config.cmdb.backend http needs spec.config.cmdb.url",
+        "cmdb-rest-without-url",
+        {"type": "cmdb", "config": {"cmdb": {"backend": "rest"}}},
+        "spec.config.cmdb: spec.config.cmdb.backend rest and netbox need spec.config.cmdb.url",
         "spec.config.cmdb",
     ),
     (
