@@ -337,15 +337,16 @@ class RBACSpec(CRDModel):
         default=None,
         description=(
             "read-only: get/list/watch on workloads, pods, logs and events (never Secrets); "
-            "operator: read-only plus scale, restart and rollback; none: no API access. "
-            "Defaults to read-only for k8s-ops and monitoring, none for cmdb and custom."
+            "operator: read-only plus scale, restart and rollback (for cmdb: asset status annotations and Events); "
+            "none: no API access. Defaults to read-only for k8s-ops, monitoring and cmdb on its kubernetes "
+            "backend, none for custom and for cmdb on rest or netbox."
         ),
     )
     scope: RBACScope | None = Field(
         default=None,
         description=(
             "Namespace: a Role in the MCPServer's namespace; Cluster: a ClusterRole bound cluster-wide. "
-            "Defaults to Cluster for k8s-ops and monitoring, Namespace otherwise."
+            "Defaults to Cluster for k8s-ops, monitoring and cmdb (kubernetes backend), Namespace otherwise."
         ),
     )
     rules: list[PolicyRule] | None = Field(

@@ -105,13 +105,15 @@ def test_every_sample_is_reconciled_into_owned_children_and_a_status(
     report = {"Role", "RoleBinding"}
     assert by_owner["k8s-ops"] == base | report
     assert by_owner["monitoring"] == base | report
-    assert by_owner["cmdb"] == base | report | {"NetworkPolicy"}, "cmdb reads no Kubernetes API: the report only"
+    assert by_owner["cmdb"] == base | report | {"NetworkPolicy"}, "cmdb reads the cluster: a ClusterRole"
     assert by_owner["tickets"] == base | {"Role", "RoleBinding"}, "a custom image: its own rules, no report"
     # Cluster-wide read access cannot carry an ownerReference to a namespaced owner; labels tie it instead.
     cluster_wide = {
         (c["kind"], c["metadata"]["labels"]["mcpfleet.io/server"]) for c in cluster_children(cluster, namespace)
     }
-    assert cluster_wide == {(k, s) for k in ("ClusterRole", "ClusterRoleBinding") for s in ("k8s-ops", "monitoring")}
+    assert cluster_wide == {
+        (k, s) for k in ("ClusterRole", "ClusterRoleBinding") for s in ("k8s-ops", "monitoring", "cmdb")
+    }
     assert "docs-search" not in by_owner, "an external endpoint gets no pods"
 
     # The controller manager turned each Deployment into a ReplicaSet and Pods (which never run here).

@@ -355,8 +355,9 @@ def test_sample_rbac_shapes() -> None:
         report_role = by_name[name][ROLE]
         assert report_role is not None, f"{name}: built-in servers write their tool report"
         assert REPORT_RULE in report_role["rules"]
-    assert by_name["cmdb"][CLUSTER_ROLE] is None
-    assert (by_name["cmdb"][ROLE] or {}).get("rules") == [REPORT_RULE], "cmdb needs nothing but its own report"
+    cmdb_rules = (by_name["cmdb"][CLUSTER_ROLE] or {}).get("rules", [])
+    assert all(set(rule["verbs"]) <= {"get", "list"} for rule in cmdb_rules), "cmdb reads the cluster by default"
+    assert (by_name["cmdb"][ROLE] or {}).get("rules") == [REPORT_RULE], "and writes only its report"
     custom_role = by_name["custom-image"][ROLE]
     assert custom_role is not None
     assert custom_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]

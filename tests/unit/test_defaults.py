@@ -106,7 +106,12 @@ def test_effective_path(fields: dict[str, Any], expected: str | None) -> None:
             RBACScope.CLUSTER,
             RBACPreset.READ_ONLY,
         ),
-        ({"type": "cmdb"}, RBACScope.NAMESPACE, RBACPreset.NONE),
+        ({"type": "cmdb"}, RBACScope.CLUSTER, RBACPreset.READ_ONLY),
+        (
+            {"type": "cmdb", "config": {"cmdb": {"backend": "rest", "url": "https://cmdb.example.com"}}},
+            RBACScope.NAMESPACE,
+            RBACPreset.NONE,
+        ),
         ({"type": "custom", "image": IMAGE}, RBACScope.NAMESPACE, RBACPreset.NONE),
     ],
 )

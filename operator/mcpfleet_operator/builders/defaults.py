@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mcpfleet_contracts.mcpserver import MCPServerSpec, RBACPreset, RBACScope, ServerType, Transport
+from mcpfleet_contracts.mcpserver import CMDBBackend, MCPServerSpec, RBACPreset, RBACScope, ServerType, Transport
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class TypeDefaults:
 TYPE_DEFAULTS: dict[ServerType, TypeDefaults] = {
     ServerType.K8S_OPS: TypeDefaults("k8s", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
     ServerType.MONITORING: TypeDefaults("monitoring", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
-    ServerType.CMDB: TypeDefaults("cmdb", RBACPreset.NONE, RBACScope.NAMESPACE),
+    # The embedded kubernetes backend reads the cluster; rest and netbox backends need no API access at all.
+    ServerType.CMDB: TypeDefaults("cmdb", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
     ServerType.CUSTOM: TypeDefaults(None, RBACPreset.NONE, RBACScope.NAMESPACE),
 }
 
@@ -88,14 +89,34 @@ _MONITORING_READ_ONLY: tuple[dict[str, Any], ...] = (
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ},
 )
 
+# The cmdb server's kubernetes backend: assets are nodes, namespaces, workloads, services, ingresses and
+# volumes; topology follows them to ReplicaSets and Pods; change records are Events. The operator preset adds
+# what update_asset_status writes: an annotation on the asset and an Event.
+_CMDB_ASSETS = ("nodes", "namespaces", "services", "persistentvolumeclaims")
+_CMDB_READ_ONLY: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": [*_CMDB_ASSETS, "pods", "events"], "verbs": ["get", "list"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"],
+        "verbs": ["get", "list"],
+    },
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list"]},
+)
+_CMDB_STATUS_WRITES: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": list(_CMDB_ASSETS), "verbs": ["patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["patch"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+)
+
 PRESET_RULES: dict[tuple[ServerType, RBACPreset], tuple[dict[str, Any], ...]] = {
     (ServerType.K8S_OPS, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
     (ServerType.K8S_OPS, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
     (ServerType.MONITORING, RBACPreset.READ_ONLY): _MONITORING_READ_ONLY,
     (ServerType.MONITORING, RBACPreset.OPERATOR): _MONITORING_READ_ONLY,
-    # Custom and cmdb servers get the generic Kubernetes presets when asked for them.
-    (ServerType.CMDB, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
-    (ServerType.CMDB, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
+    (ServerType.CMDB, RBACPreset.READ_ONLY): _CMDB_READ_ONLY,
+    (ServerType.CMDB, RBACPreset.OPERATOR): _CMDB_READ_ONLY + _CMDB_STATUS_WRITES,
+    # Custom servers get the generic Kubernetes presets when asked for them.
     (ServerType.CUSTOM, RBACPreset.READ_ONLY): _K8S_READ_ONLY,
     (ServerType.CUSTOM, RBACPreset.OPERATOR): _K8S_READ_ONLY + _K8S_OPERATOR_EXTRA,
 }
@@ -124,6 +145,8 @@ def effective_rbac(spec: MCPServerSpec) -> tuple[RBACScope, list[dict[str, Any]]
     """The scope and the rules of the server's Role (or ClusterRole); no rules means no Role at all."""
     rbac = spec.rbac
     defaults = TYPE_DEFAULTS[spec.type]
+    if _cmdb_without_kubernetes(spec):
+        defaults = TypeDefaults(defaults.tool_prefix, RBACPreset.NONE, RBACScope.NAMESPACE)
     scope = (rbac.scope if rbac else None) or defaults.scope
     if rbac is not None and rbac.rules is not None:
         rules = [rule.to_wire() for rule in rbac.rules]
@@ -137,6 +160,12 @@ def effective_rbac(spec: MCPServerSpec) -> tuple[RBACScope, list[dict[str, Any]]
     if scope == RBACScope.NAMESPACE:
         rules = _without_cluster_scoped(rules)
     return scope, rules
+
+
+def _cmdb_without_kubernetes(spec: MCPServerSpec) -> bool:
+    """A cmdb server on a rest or netbox backend never talks to the Kubernetes API."""
+    cmdb = spec.config.cmdb if spec.config is not None else None
+    return spec.type == ServerType.CMDB and cmdb is not None and cmdb.backend != CMDBBackend.KUBERNETES
 
 
 def _without_cluster_scoped(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

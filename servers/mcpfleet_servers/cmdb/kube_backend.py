@@ -1,0 +1,306 @@
+"""The ``kubernetes`` backend: the cluster itself is the CMDB.
+
+Every API call goes through ``request``, which classifies failures once: unreachable or 5xx ->
+BackendUnavailable, 404 -> NotFound naming the asset, 403 -> Refused naming the missing permission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mcpfleet_servers.base.kube import api_client
+from mcpfleet_servers.base.module import BackendStatus
+from mcpfleet_servers.base.paging import Budget, Page, paginate, query_fingerprint
+from mcpfleet_servers.base.redact import redact_text
+from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, Refused, ToolFailure
+from mcpfleet_servers.cmdb.backend import PageRequest
+from mcpfleet_servers.cmdb.changes import event_record, revision_records
+from mcpfleet_servers.cmdb.kinds import (
+    ASSET_KINDS,
+    DEPLOYMENT,
+    EVENT,
+    INGRESS,
+    NAMESPACE,
+    NODE,
+    POD,
+    REPLICASET,
+    SERVICE,
+    STATUS_ANNOTATION,
+    STATUS_REASON_ANNOTATION,
+    WORKLOADS,
+    Kind,
+    asset_id,
+    parse_asset_id,
+    status_of,
+    to_asset,
+)
+from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, Topology
+from mcpfleet_servers.cmdb.settings import CmdbSettings
+from mcpfleet_servers.cmdb.topology import Objects, walk
+
+MERGE_PATCH = "application/merge-patch+json"
+EVENT_SOURCE = "mcpfleet-cmdb"
+# Cluster-scoped assets (nodes, namespaces) get their events here, as kubectl does for nodes.
+CLUSTER_EVENT_NAMESPACE = "default"
+STATUS_CHANGED = "AssetStatusChanged"
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class KubernetesCmdb:
+    """Implements CmdbBackend on one cluster."""
+
+    def __init__(self, settings: CmdbSettings, budget: Budget) -> None:
+        self._settings = settings
+        self._budget = budget
+        self._api: k8s.ApiClient | None = None
+        self._server = "Kubernetes API"
+        self._config_error: str | None = None
+
+    async def start(self) -> None:
+        """Load credentials (no network); a missing config is reported on use, never raised here."""
+        try:
+            self._api = await api_client(self._settings.kubeconfig_path, self._settings.context)
+            self._server = f"Kubernetes API at {self._api.configuration.host}"
+        except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+            self._config_error = str(exc)
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    async def status(self) -> BackendStatus:
+        timeout = self._settings.probe_timeout_seconds
+        try:
+            version = await asyncio.wait_for(
+                self.request("GET", "/version", "the version", request_timeout=timeout), timeout + 1
+            )
+        except ToolFailure as exc:
+            return BackendStatus(self._server, False, str(exc))
+        except TimeoutError:
+            return BackendStatus(self._server, False, f"no answer within {timeout}s")
+        return BackendStatus(self._server, True, f"Kubernetes {version.get('gitVersion', 'unknown version')}")
+
+    # ------------------------------------------------------------------ transport
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        verb: str = "get",
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        request_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One API call; ``what`` names the object for messages (``deployment/shop/web``)."""
+        if self._api is None:
+            raise BackendUnavailable(
+                "Kubernetes API", f"no usable kubeconfig or in-cluster credentials: {self._config_error}"
+            )
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            result = await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                response_types_map={200: "object", 201: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=request_timeout or self._settings.request_timeout_seconds,
+            )
+        except ApiException as exc:
+            raise self._classify(int(exc.status or 0), exc.body, what, verb, path) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(self._server, redact_text(str(exc) or type(exc).__name__)) from None
+        return result if isinstance(result, dict) else {}
+
+    def _classify(self, status: int, body: Any, what: str, verb: str, path: str) -> ToolFailure:
+        try:
+            message = str(json.loads(body or "{}").get("message") or f"HTTP {status}")
+        except (TypeError, ValueError, AttributeError):
+            message = f"HTTP {status}"
+        message = redact_text(message)
+        if status == 404:
+            return NotFound(f"{what} not found ({message})")
+        if status in (401, 403):
+            return Refused(
+                f"the server's ServiceAccount may not {verb} {path}: {message}. Grant it in the MCPServer's "
+                "spec.rbac (see docs/cmdb.md for the rules the kubernetes backend needs)."
+            )
+        if status >= 500 or status in (0, 429):
+            return BackendUnavailable(self._server, f"HTTP {status}: {message}")
+        return ToolFailure(f"{what}: HTTP {status}: {message}")
+
+    async def _list(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
+        limit = self._settings.max_objects_per_kind
+        answer = await self.request(
+            "GET", kind.path(namespace), f"{kind.kind} list", verb="list", query=[("limit", str(limit))]
+        )
+        items = answer.get("items") or []
+        return [i for i in items[:limit] if isinstance(i, dict)]
+
+    async def _get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        return await self.request("GET", kind.path(namespace, name), asset_id(kind, name, namespace))
+
+    async def _namespaces(self) -> dict[str, dict[str, Any]]:
+        return {str((n.get("metadata") or {}).get("name")): n for n in await self._list(NAMESPACE)}
+
+    # ------------------------------------------------------------------ assets
+
+    async def query_assets(self, filters: AssetFilters, page: PageRequest) -> Page[Asset]:
+        kinds = [k for k in ASSET_KINDS if filters.type is None or k.type == filters.type]
+        namespaces, *lists = await asyncio.gather(
+            self._namespaces(),
+            *(self._list(kind, None if not kind.namespaced else filters.namespace) for kind in kinds),
+        )
+        assets: list[Asset] = []
+        for kind, objects in zip(kinds, lists, strict=True):
+            for obj in objects:
+                ns = (obj.get("metadata") or {}).get("namespace")
+                asset = to_asset(kind, obj, namespaces.get(str(ns)) if ns else None)
+                if filters.matches(asset):
+                    assets.append(asset)
+        assets.sort(key=lambda a: a.id)
+        fingerprint = query_fingerprint(tool="query_assets", **filters.model_dump())
+        return paginate(assets, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+
+    async def _object(self, asset: str) -> tuple[Kind, str | None, str, dict[str, Any]]:
+        kind, namespace, name = parse_asset_id(asset)
+        return kind, namespace, name, await self._get(kind, namespace, name)
+
+    async def get_asset(self, asset_id: str) -> Asset:
+        kind, namespace, _, obj = await self._object(asset_id)
+        namespace_obj = None
+        if namespace is not None:
+            try:
+                namespace_obj = await self._get(NAMESPACE, None, namespace)
+            except NotFound:
+                namespace_obj = None
+        return to_asset(kind, obj, namespace_obj)
+
+    # ------------------------------------------------------------------ topology
+
+    async def get_service_topology(self, service: str, namespace: str, depth: int) -> Topology:
+        await self._get(SERVICE, namespace, service)
+        kinds = (INGRESS, SERVICE, *WORKLOADS, REPLICASET, POD)
+        lists = await asyncio.gather(*(self._list(kind, namespace) for kind in kinds))
+        objects = Objects(namespace, {kind.kind: items for kind, items in zip(kinds, lists, strict=True)})
+        node_names = {str((p.get("spec") or {}).get("nodeName")) for p in objects.of(POD)} - {"None", ""}
+        for name in sorted(node_names)[: self._settings.max_topology_nodes]:
+            try:
+                objects.nodes[name] = await self._get(NODE, None, name)
+            except NotFound:
+                continue  # a pod may name a node that is gone; it still shows, with status unknown
+        return walk(objects, asset_id(SERVICE, service, namespace), depth, self._settings.max_topology_nodes)
+
+    # ------------------------------------------------------------------ changes
+
+    async def update_asset_status(self, asset_id: str, status: str, reason: str, actor: str) -> ChangeRecord:
+        kind, namespace, name, obj = await self._object(asset_id)
+        before = status_of(kind, obj)
+        patch = {"metadata": {"annotations": {STATUS_ANNOTATION: status, STATUS_REASON_ANNOTATION: reason}}}
+        await self.request(
+            "PATCH", kind.path(namespace, name), asset_id, verb="patch", body=patch, content_type=MERGE_PATCH
+        )
+        event = self._status_event(kind, namespace, name, obj, before, status, reason, actor)
+        event_ns = namespace or CLUSTER_EVENT_NAMESPACE
+        created = await self.request(
+            "POST", EVENT.path(event_ns), f"an event for {asset_id}", verb="create", body=event
+        )
+        return event_record(created or event)
+
+    def _status_event(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        before: str,
+        after: str,
+        reason: str,
+        actor: str,
+    ) -> dict[str, Any]:
+        now = _now()
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{name}.{secrets.token_hex(8)}",
+                "namespace": namespace or CLUSTER_EVENT_NAMESPACE,
+                "annotations": {
+                    "mcpfleet.io/from-status": before,
+                    "mcpfleet.io/to-status": after,
+                    "mcpfleet.io/actor": actor,
+                },
+            },
+            "involvedObject": {
+                "apiVersion": kind.api_version,
+                "kind": kind.kind,
+                "name": name,
+                "namespace": namespace,
+                "uid": (obj.get("metadata") or {}).get("uid"),
+            },
+            "reason": STATUS_CHANGED,
+            "message": f"status {before} -> {after}: {reason} (by {actor})",
+            "type": "Normal",
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+        }
+
+    async def get_change_records(
+        self, asset_id: str | None, since: datetime | None, until: datetime | None, page: PageRequest
+    ) -> Page[ChangeRecord]:
+        records = await (self._asset_changes(asset_id) if asset_id else self._all_changes())
+        records = [r for r in records if (since is None or r.time >= since) and (until is None or r.time <= until)]
+        records.sort(key=lambda r: (r.time, r.id), reverse=True)
+        fingerprint = query_fingerprint(tool="get_change_records", asset=asset_id, since=since, until=until)
+        return paginate(records, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+
+    async def _all_changes(self) -> list[ChangeRecord]:
+        events, replicasets = await asyncio.gather(self._list(EVENT), self._list(REPLICASET))
+        return [event_record(e) for e in events] + revision_records(replicasets, owner=None)
+
+    async def _asset_changes(self, asset: str) -> list[ChangeRecord]:
+        kind, namespace, name, obj = await self._object(asset)
+        event_ns = namespace or CLUSTER_EVENT_NAMESPACE
+        events = await self._list(EVENT, event_ns)
+        related = {(kind.kind, name)}
+        records: list[ChangeRecord] = []
+        if kind in WORKLOADS and namespace is not None:
+            selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            pods = await self._list(POD, namespace)
+            related |= {
+                (POD.kind, str(p["metadata"]["name"]))
+                for p in pods
+                if selector
+                and all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())
+            }
+        if kind is DEPLOYMENT and namespace is not None:
+            records += revision_records(await self._list(REPLICASET, namespace), owner=name)
+        for event in events:
+            involved = event.get("involvedObject") or {}
+            if (str(involved.get("kind")), str(involved.get("name"))) in related:
+                records.append(event_record(event))
+        return records

@@ -1,0 +1,77 @@
+"""Fixtures for the cmdb server (kubernetes backend) against kmock's Kubernetes emulator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+from kmock._internal import parsing
+
+from mcpfleet_servers.base.app import FleetServer, build_server
+from mcpfleet_servers.base.settings import ServerSettings
+from mcpfleet_servers.cmdb.server import CmdbServer
+from mcpfleet_servers.cmdb.settings import CmdbSettings
+from tests.emulator import ApiServerEmulator, declare_resources
+
+pytestmark = pytest.mark.integration
+
+_parse_path = parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
+    """kmock 0.8 reads /api/v1/namespaces[/NAME] as a namespace prefix and fails; these are Namespace objects."""
+    parts = path.strip("/").split("/")
+    if parts[:1] == ["api"] and len(parts) in (3, 4) and parts[2] == "namespaces":
+        return parsing.ParsedPath("", parts[1], "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _parse_path(path)
+
+
+@pytest.fixture
+def emulator(kmock: ApiServerEmulator, monkeypatch: pytest.MonkeyPatch) -> ApiServerEmulator:
+    monkeypatch.setattr(parsing, "parse_path", _parse_path_with_namespaces)
+    declare_resources(kmock)
+    return kmock
+
+
+def put(emulator: ApiServerEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1") -> None:
+    """Store an object directly (as if created), stamped like the emulator stamps creations."""
+    meta = obj.setdefault("metadata", {})
+    emulator._stamp_new(obj, meta.get("namespace"))
+    emulator.objects[
+        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
+    ] = obj
+
+
+def stored(emulator: ApiServerEmulator, plural: str, namespace: str | None, name: str, group: str = "") -> Any:
+    key = (kmock.resource(group=group, version="v1", plural=plural), namespace, name)
+    obj = emulator.objects[key] if key in emulator.objects else None  # noqa: SIM401 - no .get() there
+    return None if obj is None or obj.deleted else obj.raw
+
+
+MakeFleet = Callable[..., Awaitable[FleetServer]]
+
+
+@pytest.fixture
+async def make_fleet(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeFleet]:
+    """A started CmdbServer inside the real FleetServer, as ``mcpfleet server cmdb`` builds it."""
+    for name in list(os.environ):
+        if name.upper().startswith(("MCP_", "CMDB_", "POD_")):
+            monkeypatch.delenv(name)
+    started: list[CmdbServer] = []
+
+    async def make(cmdb: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+        settings = ServerSettings.load(**overrides)
+        module = CmdbServer(CmdbSettings(**({"kubeconfig_path": str(kubeconfig)} | (cmdb or {}))), settings.budget())
+        await module.start()
+        started.append(module)
+        fleet = build_server(module, settings)
+        fleet.state.started = True
+        return fleet
+
+    yield make
+    for module in started:
+        await module.close()
