@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# System packages the tests run for real (not fakes): redis-server. Installs the Debian package when missing;
+# System packages the tests run for real (not fakes): redis-server, prometheus, prometheus-alertmanager.
+# Installs the Debian packages when missing;
 # needs root or sudo. Idempotent and quiet when everything is present.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -85,7 +85,7 @@ def operator(
 
 @app.command()
 def server(
-    server_type: Annotated[str, typer.Argument(metavar="TYPE", help="The server type: k8s-ops.")],
+    server_type: Annotated[str, typer.Argument(metavar="TYPE", help="The server type: k8s-ops, monitoring or cmdb.")],
     config: Annotated[
         Path | None,
         typer.Option("--config", help="The operator's config file (JSON: transport, port, path, config, tools)."),
@@ -104,15 +104,8 @@ def server(
     Settings: these options, then MCP_* environment variables (MCP_READ_ONLY, MCP_TOOLS_DENY,
     MCP_ALLOWED_HOSTS, ...), then the --config file, then defaults.
     """
-    from mcpfleet_servers.registry import NOT_IN_THIS_VERSION, SERVER_TYPES  # noqa: PLC0415
+    from mcpfleet_servers.registry import SERVER_TYPES  # noqa: PLC0415
 
-    if server_type in NOT_IN_THIS_VERSION:
-        typer.echo(
-            f"error: the {server_type} server is not available in this version of mcpfleet; "
-            f"available: {', '.join(SERVER_TYPES)}",
-            err=True,
-        )
-        raise typer.Exit(code=2)
     if server_type not in SERVER_TYPES:
         typer.echo(f"error: unknown server type {server_type!r}; available: {', '.join(SERVER_TYPES)}", err=True)
         raise typer.Exit(code=2)

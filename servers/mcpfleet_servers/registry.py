@@ -15,9 +15,6 @@ from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
 
 ServerFactory = Callable[[ServerSettings, ConfigFile | None], ServerModule]
 
-# Server types of the CRD that this version cannot run yet; asked for, they get a plain refusal.
-NOT_IN_THIS_VERSION = ("monitoring", "cmdb")
-
 
 class ServerTypeUnavailable(Exception):
     """The type is known but its code is not part of this installation."""
@@ -79,7 +76,25 @@ def _k8s_ops(settings: ServerSettings, config: ConfigFile | None) -> ServerModul
     return module
 
 
-SERVER_TYPES: dict[str, ServerFactory] = {"k8s-ops": _k8s_ops}
+def _cmdb(settings: ServerSettings, config: ConfigFile | None) -> ServerModule:
+    create = _import("mcpfleet_servers.cmdb.server", "create_cmdb", "cmdb")
+    try:
+        module: ServerModule = create(settings, config)
+    except ValidationError as exc:
+        raise ModuleSettingsInvalid(_error_lines("CMDB_", exc)) from exc
+    return module
+
+
+def _monitoring(settings: ServerSettings, config: ConfigFile | None) -> ServerModule:
+    create = _import("mcpfleet_servers.monitoring.server", "create", "monitoring")
+    try:
+        module: ServerModule = create(settings, config)
+    except ValidationError as exc:
+        raise ModuleSettingsInvalid(_error_lines("MON_", exc)) from exc
+    return module
+
+
+SERVER_TYPES: dict[str, ServerFactory] = {"k8s-ops": _k8s_ops, "monitoring": _monitoring, "cmdb": _cmdb}
 
 
 def create_module(server_type: str, settings: ServerSettings, config: ConfigFile | None = None) -> ServerModule:
@@ -88,7 +103,6 @@ def create_module(server_type: str, settings: ServerSettings, config: ConfigFile
 
 
 __all__ = [
-    "NOT_IN_THIS_VERSION",
     "SERVER_TYPES",
     "ModuleSettingsInvalid",
     "ServerFactory",

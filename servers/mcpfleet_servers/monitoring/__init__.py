@@ -1,0 +1,1 @@
+"""The monitoring server: Prometheus and Alertmanager tools on the common server base."""

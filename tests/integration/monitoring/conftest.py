@@ -1,0 +1,106 @@
+"""Fixtures for the monitoring server against real Prometheus and Alertmanager processes (tests/prometheus_stack)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+from mcp.types import CallToolResult, TextContent
+
+from mcpfleet_servers.base.app import FleetServer, build_server
+from mcpfleet_servers.base.settings import ServerSettings
+from mcpfleet_servers.monitoring.server import MonitoringServer
+from mcpfleet_servers.monitoring.settings import MonitoringSettings
+from tests.integration.conftest import eventually
+from tests.prometheus_stack import SERIES_COUNT, PrometheusStack, running_prometheus_stack
+
+MakeFleet = Callable[..., Awaitable[FleetServer]]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusStack]:
+    """One Prometheus + Alertmanager + exporter for the whole run: starting them costs seconds."""
+    with running_prometheus_stack(tmp_path_factory.mktemp("prometheus-stack")) as running:
+        yield running
+
+
+@pytest.fixture
+def session_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MCP_*/MON_* variable of the developer's shell leaks into the settings; tests set their own."""
+    for name in list(os.environ):
+        if name.upper().startswith(("MCP_", "MON_", "POD_", "MCPFLEET_SERVER_NAME")):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture
+async def make_fleet(session_env: pytest.MonkeyPatch, stack: PrometheusStack) -> AsyncIterator[MakeFleet]:
+    """A started MonitoringServer inside the real FleetServer, as ``mcpfleet server monitoring`` builds it.
+
+    ``mon`` holds MonitoringSettings values on top of the stack's URLs; other keywords are ServerSettings.
+    """
+    started: list[MonitoringServer] = []
+
+    async def make(mon: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+        settings = ServerSettings.load(**overrides)
+        values: dict[str, Any] = {"prometheus_url": stack.prometheus_url, "alertmanager_url": stack.alertmanager_url}
+        module = MonitoringServer(MonitoringSettings(**(values | (mon or {}))), settings.budget())
+        await module.start()
+        started.append(module)
+        fleet = build_server(module, settings)
+        fleet.state.started = True
+        return fleet
+
+    yield make
+    for module in started:
+        await module.close()
+
+
+@pytest.fixture
+async def scraped(stack: PrometheusStack, make_fleet: MakeFleet) -> PrometheusStack:
+    """The stack once Prometheus holds every exporter series (the first scrapes take a moment)."""
+    fleet = await make_fleet()
+    async with Client(fleet.mcp) as client:
+
+        async def all_series() -> bool:
+            result = await client.call_tool("query_metrics", {"query": "count(mcpfleet_test_series)"})
+            series = (result.structured_content or {}).get("series") or []
+            return bool(series) and series[0]["value"]["value"] == str(SERIES_COUNT)
+
+        await eventually(all_series, within=60, interval=0.5)
+    return stack
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+class Session:
+    """Calls on one client session, with the assertions every answer must pass."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await self.client.call_tool(tool, arguments)
+        assert not result.is_error, f"{tool}: {text_of(result)}"
+        content: dict[str, Any] | None = result.structured_content
+        assert content is not None, tool
+        assert json.loads(text_of(result)) == content
+        return content
+
+    async def error(self, tool: str, **arguments: Any) -> str:
+        result = await self.client.call_tool(tool, arguments)
+        assert result.is_error, f"{tool} did not fail: {result.structured_content}"
+        return text_of(result)
+
+    async def invalid(self, tool: str, **arguments: Any) -> MCPError:
+        try:
+            await self.client.call_tool(tool, arguments)
+        except MCPError as exc:
+            return exc
+        raise AssertionError(f"{tool} accepted {arguments}")
