@@ -133,3 +133,22 @@ def test_require_approval_with_nothing_approved_catalogs_nothing_and_removal_nee
     assert shrunk.pending == ()
     assert shrunk.server is not None
     assert {t.upstream_name for t in shrunk.server.tools} == {"get_pods", "scale_deployment"}
+
+
+def test_built_in_servers_judge_their_own_writes_and_the_spec_still_wins() -> None:
+    monitoring = {"type": "monitoring", "config": {"monitoring": {"prometheusUrl": "http://p:9090"}}}
+    tools = [tool("create_silence"), tool("create_dashboard"), tool("query_metrics")]
+    server = entry(spec(**monitoring), tools).server
+    assert server is not None
+    risks = {t.name: t.risk for t in server.tools}
+    assert risks == {
+        "monitoring:create_silence": Risk.MEDIUM,
+        "monitoring:create_dashboard": Risk.MEDIUM,
+        "monitoring:query_metrics": Risk.SAFE,
+    }
+    stricter = entry(spec(**monitoring, tools={"riskOverrides": {"create_silence": "HIGH"}}), tools).server
+    assert stricter is not None
+    assert next(t for t in stricter.tools if t.upstream_name == "create_silence").risk is Risk.HIGH
+    custom = entry(spec(type="custom", image="example/x:1"), tools).server
+    assert custom is not None
+    assert next(t for t in custom.tools if t.upstream_name == "create_silence").risk is Risk.HIGH, "only built-ins"

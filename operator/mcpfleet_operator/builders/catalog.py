@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpfleet_contracts.catalog import DEFAULT_SEPARATOR, CatalogServer, CatalogTool, catalog_tool
-from mcpfleet_contracts.mcpserver import MCPServerSpec, ToolsPolicy, Transport
+from mcpfleet_contracts.mcpserver import MCPServerSpec, Risk, ToolsPolicy, Transport
 from mcpfleet_operator.builders.children import service_endpoint
-from mcpfleet_operator.builders.defaults import effective_tool_prefix
+from mcpfleet_operator.builders.defaults import BUILT_IN_RISK_OVERRIDES, effective_tool_prefix
 from mcpfleet_operator.builders.model import Owner
 
 
@@ -41,9 +41,10 @@ def catalog_tools(
     *,
     separator: str = DEFAULT_SEPARATOR,
     safe_cache_seconds: float = 0.0,
+    default_overrides: Mapping[str, Risk] | None = None,
 ) -> list[CatalogTool]:
-    """Entries for the allowed tools, sorted by name."""
-    overrides = policy.risk_overrides if policy is not None else None
+    """Entries for the allowed tools, sorted by name; ``policy.riskOverrides`` win over ``default_overrides``."""
+    overrides = {**(default_overrides or {}), **((policy.risk_overrides or {}) if policy is not None else {})}
     entries = [
         catalog_tool(prefix, tool, separator=separator, risk_overrides=overrides, safe_cache_seconds=safe_cache_seconds)
         for tool in tools
@@ -91,7 +92,14 @@ def build_server_entry(
     if spec.transport == Transport.STDIO:
         return ServerEntry(server=None)
     prefix = effective_tool_prefix(spec, owner.name)
-    entries = catalog_tools(prefix, tools, spec.tools, separator=separator, safe_cache_seconds=safe_cache_seconds)
+    entries = catalog_tools(
+        prefix,
+        tools,
+        spec.tools,
+        separator=separator,
+        safe_cache_seconds=safe_cache_seconds,
+        default_overrides=BUILT_IN_RISK_OVERRIDES.get(spec.type),
+    )
     drifted, new = _changed(entries, previous)
     pending: list[str] = []
     policy = spec.tools

@@ -7,7 +7,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mcpfleet_contracts.mcpserver import CMDBBackend, MCPServerSpec, RBACPreset, RBACScope, ServerType, Transport
+from mcpfleet_contracts.mcpserver import (
+    CMDBBackend,
+    MCPServerSpec,
+    RBACPreset,
+    RBACScope,
+    Risk,
+    ServerType,
+    Transport,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,18 @@ TYPE_DEFAULTS: dict[ServerType, TypeDefaults] = {
     # The embedded kubernetes backend reads the cluster; rest and netbox backends need no API access at all.
     ServerType.CMDB: TypeDefaults("cmdb", RBACPreset.READ_ONLY, RBACScope.CLUSTER),
     ServerType.CUSTOM: TypeDefaults(None, RBACPreset.NONE, RBACScope.NAMESPACE),
+}
+
+# Where a built-in server's own judgement differs from the name's verb: creating a silence, a dashboard or an
+# annotation changes what people see but destroys nothing. The servers are mcpfleet's code, so the catalog
+# takes their word; spec.tools.riskOverrides still has the last word.
+BUILT_IN_RISK_OVERRIDES: dict[ServerType, dict[str, Risk]] = {
+    ServerType.MONITORING: {
+        "create_silence": Risk.MEDIUM,
+        "expire_silence": Risk.MEDIUM,
+        "create_dashboard": Risk.MEDIUM,
+        "create_annotation": Risk.MEDIUM,
+    },
 }
 
 DEFAULT_PATHS: dict[Transport, str] = {Transport.STREAMABLE_HTTP: "/mcp", Transport.SSE: "/sse"}
