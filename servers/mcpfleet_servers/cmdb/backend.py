@@ -23,6 +23,9 @@ class PageRequest:
 class CmdbBackend(Protocol):
     """Clients are created in start() and released in close(); failures are the base's ToolFailure kinds."""
 
+    # The asset types query_assets accepts; None: whatever the CMDB defines.
+    asset_types: tuple[str, ...] | None
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -61,6 +61,8 @@ def _now() -> str:
 class KubernetesCmdb:
     """Implements CmdbBackend on one cluster."""
 
+    asset_types: tuple[str, ...] | None = tuple(kind.type for kind in ASSET_KINDS)
+
     def __init__(self, settings: CmdbSettings, budget: Budget) -> None:
         self._settings = settings
         self._budget = budget

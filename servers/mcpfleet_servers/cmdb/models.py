@@ -12,6 +12,7 @@ AssetType = Literal[
 ]
 # The statuses a user may set; readiness derives these plus "degraded" and "pending".
 SettableStatus = Literal["active", "maintenance", "inactive", "retired"]
+# The kubernetes backend's relations; rest passes the CMDB's own, netbox adds its own (see docs/cmdb.md).
 Relation = Literal["routes-to", "selects", "runs", "scheduled-on", "owns"]
 
 
@@ -62,7 +63,10 @@ class TopologyNode(BaseModel):
 class TopologyEdge(BaseModel):
     source: str
     target: str
-    relation: Relation
+    relation: str = Field(
+        description="routes-to, selects, runs, scheduled-on, owns (kubernetes); runs-on, has-interface, "
+        "has-address, listens-on, member-of (netbox); the CMDB's own edge types (rest)."
+    )
 
 
 class Topology(BaseModel):

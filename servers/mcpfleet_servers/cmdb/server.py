@@ -9,6 +9,8 @@ from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import Toolset
 from mcpfleet_servers.cmdb.backend import CmdbBackend
 from mcpfleet_servers.cmdb.kube_backend import KubernetesCmdb
+from mcpfleet_servers.cmdb.netbox_backend import NetboxCmdb
+from mcpfleet_servers.cmdb.rest_backend import RestCmdb
 from mcpfleet_servers.cmdb.settings import CmdbSettings
 from mcpfleet_servers.cmdb.tools import register
 
@@ -18,11 +20,20 @@ if TYPE_CHECKING:
     from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
 
 INSTRUCTIONS = """\
-A CMDB: assets (nodes, namespaces, workloads, services, ingresses, volumes) with environment, owner and status;
+A CMDB: assets (servers, workloads, services, devices, addresses...) with environment, owner and status;
 service topologies; change records. Read first: query_assets, get_asset, get_service_topology,
 get_change_records. Lists are paged: pass continue_token back for more. update_asset_status changes an
 asset's recorded status and writes a change record; it asks for confirmation.
 """
+
+
+def make_backend(settings: CmdbSettings, budget: Budget) -> CmdbBackend:
+    """The backend CMDB_BACKEND (or config.cmdb.backend) names; no network until start()."""
+    if settings.backend == "rest":
+        return RestCmdb(settings, budget)
+    if settings.backend == "netbox":
+        return NetboxCmdb(settings, budget)
+    return KubernetesCmdb(settings, budget)
 
 
 class CmdbServer:
@@ -33,7 +44,7 @@ class CmdbServer:
 
     def __init__(self, settings: CmdbSettings, budget: Budget, backend: CmdbBackend | None = None) -> None:
         self.settings = settings
-        self.backend: CmdbBackend = backend or KubernetesCmdb(settings, budget)
+        self.backend: CmdbBackend = backend or make_backend(settings, budget)
         self._toolset: Toolset | None = None
 
     async def start(self) -> None:

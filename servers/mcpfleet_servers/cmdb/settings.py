@@ -22,7 +22,9 @@ class CmdbSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CMDB_", extra="ignore", frozen=True)
 
-    backend: Literal["kubernetes", "rest", "netbox"] = Field(default="kubernetes", description="Where assets come from.")
+    backend: Literal["kubernetes", "rest", "netbox"] = Field(
+        default="kubernetes", description="Where assets come from."
+    )
     kubeconfig_path: str | None = Field(
         default=None, description="kubeconfig file; unset uses in-cluster credentials, then KUBECONFIG."
     )

@@ -11,17 +11,17 @@ from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.paging import Page
 from mcpfleet_servers.base.toolkit import InvalidArgument, Toolset
 from mcpfleet_servers.cmdb.backend import CmdbBackend, PageRequest
-from mcpfleet_servers.cmdb.kinds import parse_asset_id
-from mcpfleet_servers.cmdb.models import Asset, AssetFilters, AssetType, ChangeRecord, SettableStatus, Topology
+from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, SettableStatus, Topology
 from mcpfleet_servers.cmdb.settings import CmdbSettings
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 AssetIdArg = Annotated[
     str,
     Field(
-        min_length=3,
+        min_length=1,
         max_length=400,
-        description="Asset id: <type>/<namespace>/<name>, or <type>/<name> for nodes and namespaces.",
+        description="Asset id as query_assets gives it. kubernetes: <type>/<namespace>/<name>, or <type>/<name> "
+        "for nodes and namespaces; netbox: <type>/<id>; rest: the CMDB's id.",
     ),
 ]
 LimitArg = Annotated[int | None, Field(ge=1, le=1000, description="Most items to return; the server budget caps it.")]
@@ -36,7 +36,16 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
 
     @toolset.tool(risk=Risk.SAFE, read_only=True, idempotent=True)
     async def query_assets(
-        type: Annotated[AssetType | None, Field(description="Asset type.")] = None,
+        type: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=63,
+                description="Asset type. kubernetes: node, namespace, deployment, statefulset, daemonset, service, "
+                "ingress, persistentvolumeclaim; netbox: device, virtual-machine, service, ip-address; rest: the "
+                "CMDB's types (e.g. server, database, application).",
+            ),
+        ] = None,
         environment: Annotated[Short, Field(description="Environment, e.g. production, staging, dev.")] = None,
         status: Annotated[Short, Field(description="Status, e.g. active, degraded, maintenance.")] = None,
         owner: Annotated[Short, Field(description="Owning team or person.")] = None,
@@ -45,8 +54,10 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
         limit: LimitArg = None,
         continue_token: ContinueArg = None,
     ) -> Page[Asset]:
-        """Find assets (nodes, namespaces, workloads, services, ingresses, volumes) by type, environment, status,
-        owner, name text and namespace. Paged: pass continue_token back for more."""
+        """Find assets by type, environment, status, owner, name text and namespace (kubernetes backend only).
+        Paged: pass continue_token back for more."""
+        if type is not None and backend.asset_types is not None and type not in backend.asset_types:
+            raise InvalidArgument("type", f"unknown asset type; use one of {', '.join(backend.asset_types)}")
         filters = AssetFilters(
             type=type, environment=environment, status=status, owner=owner, text=text, namespace=namespace
         )
@@ -87,7 +98,7 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
     @toolset.tool(risk=Risk.SAFE, read_only=True, idempotent=True)
     async def get_change_records(
         asset_id: Annotated[
-            str | None, Field(min_length=3, max_length=400, description="Asset id; unset: every asset.")
+            str | None, Field(min_length=1, max_length=400, description="Asset id; unset: every asset.")
         ] = None,
         since: Annotated[datetime | None, Field(description="Oldest time (ISO 8601) to include.")] = None,
         until: Annotated[datetime | None, Field(description="Newest time (ISO 8601) to include.")] = None,
@@ -96,8 +107,6 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
     ) -> Page[ChangeRecord]:
         """Changes of an asset (or of all assets), newest first: status changes, events of it and its pods,
         rollout revisions. Paged."""
-        if asset_id is not None:
-            parse_asset_id(asset_id)
         since, until = _aware(since), _aware(until)
         if since is not None and until is not None and since > until:
             raise InvalidArgument("until", "is before since; swap them")
