@@ -4,6 +4,8 @@ Prometheus (Debian package `prometheus`) scrapes the exporter every second, eval
 alert that fires at once (``ExporterUp``: ``up{job="exporter"} == 1``, severity info, for 0s) and a recording
 rule, and sends its alerts to Alertmanager (Debian package `prometheus-alertmanager`, clustering off).
 The exporter exposes ``mcpfleet_test_series`` with SERIES_COUNT series, enough to exceed every output budget.
+Its target carries the labels ``namespace``/``service`` of SERVICE_NAMESPACE/SERVICE_NAME, as a Prometheus
+Operator ServiceMonitor would label it, so health_check finds its `up` series and the alert names the service.
 `make test` installs both packages (hack/system-deps.sh) when missing.
 """
 
@@ -26,6 +28,8 @@ from mcpfleet_cli.devcluster.cluster import free_port
 
 SERIES_COUNT = 10_000
 ALERT_NAME = "ExporterUp"
+SERVICE_NAMESPACE = "shop"
+SERVICE_NAME = "checkout"
 MISSING = (
     "{binary} is not on PATH: run `make test` (it installs the Debian packages) or "
     "`apt-get install prometheus prometheus-alertmanager`"
@@ -173,7 +177,15 @@ class PrometheusStack:
                         "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]
                     },
                     "scrape_configs": [
-                        {"job_name": "exporter", "static_configs": [{"targets": [f"127.0.0.1:{self.exporter_port}"]}]},
+                        {
+                            "job_name": "exporter",
+                            "static_configs": [
+                                {
+                                    "targets": [f"127.0.0.1:{self.exporter_port}"],
+                                    "labels": {"namespace": SERVICE_NAMESPACE, "service": SERVICE_NAME},
+                                }
+                            ],
+                        },
                         {
                             "job_name": "prometheus",
                             "static_configs": [{"targets": [f"127.0.0.1:{self.prometheus_port}"]}],

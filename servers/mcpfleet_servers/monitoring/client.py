@@ -92,12 +92,8 @@ class HttpBackend:
         headers = {"Accept": "application/json", "User-Agent": "mcpfleet-monitoring"}
         if self.config.auth.org_id is not None:
             headers["X-Grafana-Org-Id"] = str(self.config.auth.org_id)
-        auth = None
-        if self.config.auth.username is not None and self.config.auth.password is not None:
-            auth = aiohttp.BasicAuth(self.config.auth.username, self.config.auth.password.get_secret_value())
         self._session = aiohttp.ClientSession(
             headers=headers,
-            auth=auth,
             timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_seconds),
             connector=aiohttp.TCPConnector(ssl=tls, limit=20),
         )
@@ -121,6 +117,8 @@ class HttpBackend:
                     f"fix MON_{self.name.upper()}_TOKEN_FILE or the mounted Secret"
                 ) from exc
             return {"Authorization": f"Bearer {token}"}
+        if auth.username is not None and auth.password is not None:
+            return {"Authorization": aiohttp.encode_basic_auth(auth.username, auth.password.get_secret_value())}
         return {}
 
     async def request(

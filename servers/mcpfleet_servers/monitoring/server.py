@@ -1,4 +1,5 @@
-"""The monitoring server module: Prometheus and Alertmanager clients, their tools, a resource and a prompt."""
+"""The monitoring server module: Prometheus, Alertmanager and Grafana clients, a Kubernetes client for
+health_check, their tools, resources and a prompt."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import ToolFailure, Toolset
 from mcpfleet_servers.monitoring.client import HttpBackend, ssl_context
+from mcpfleet_servers.monitoring.cluster import ServiceCluster
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
 from mcpfleet_servers.monitoring.tools_alerts import register_alerts
+from mcpfleet_servers.monitoring.tools_grafana import register_grafana
+from mcpfleet_servers.monitoring.tools_health import register_health
 from mcpfleet_servers.monitoring.tools_prometheus import register_prometheus
 
 if TYPE_CHECKING:
@@ -20,12 +24,15 @@ if TYPE_CHECKING:
     from mcpfleet_servers.base.settings import ConfigFile, ServerSettings
 
 INSTRUCTIONS = """\
-Metrics and alerts of the platform: Prometheus (PromQL) and Alertmanager.
-Start with get_alerts (what is firing), then query_metrics / query_range with PromQL; list_metrics,
-list_label_values and get_series help to find names. get_targets shows scrape health, get_rules the rules.
+Metrics, alerts and dashboards of the platform: Prometheus (PromQL), Alertmanager and Grafana.
+For one service, health_check(service, namespace) combines its ready endpoints, the up series of its targets
+and the alerts naming it. Otherwise start with get_alerts (what is firing), then query_metrics / query_range
+with PromQL; list_metrics, list_label_values and get_series help to find names. get_targets shows scrape
+health, get_rules the rules.
 Answers are bounded: when a note says series were dropped or points downsampled, narrow the query
 (label matchers, sum by (...), topk) or pass a larger step. create_silence and expire_silence change
-which alerts notify; give an author and a comment.
+which alerts notify; give an author and a comment. With Grafana: search_dashboards and get_dashboard_summary
+show what is graphed; create_dashboard and create_annotation add to it.
 """
 
 
@@ -41,6 +48,8 @@ class MonitoringServer:
         backends = {config.name: HttpBackend(config, settings) for config in settings.backends()}
         self.prometheus = backends["Prometheus"]
         self.alertmanager = backends.get("Alertmanager")
+        self.grafana = backends.get("Grafana")
+        self.cluster = ServiceCluster(settings)
         self._backends = list(backends.values())
         self._toolset: Toolset | None = None
 
@@ -48,10 +57,12 @@ class MonitoringServer:
         tls = await asyncio.to_thread(ssl_context, self.settings)  # reading a CA file blocks
         for backend in self._backends:
             await backend.start(tls)
+        await self.cluster.start()
 
     async def close(self) -> None:
         for backend in self._backends:
             await backend.close()
+        await self.cluster.close()
 
     async def backend_status(self) -> BackendStatus:
         name = self.prometheus.label
@@ -72,6 +83,9 @@ class MonitoringServer:
             toolset = Toolset()
             register_prometheus(toolset, self.prometheus, self.settings, self.budget)
             register_alerts(toolset, self.prometheus, self.alertmanager, self.budget)
+            register_health(toolset, self.prometheus, self.alertmanager, self.cluster)
+            if self.grafana is not None:
+                register_grafana(toolset, self.grafana, self.budget)
             self._toolset = toolset
         return self._toolset
 
@@ -82,11 +96,20 @@ class MonitoringServer:
             result = await self.toolset()["get_alerts"].fn()
             return result.model_dump_json(indent=2)
 
+        if self.grafana is not None:
+
+            @server.resource("monitoring://dashboards", mime_type="application/json", title="Dashboards")
+            async def dashboards() -> str:
+                """The first page of Grafana's dashboards, by title."""
+                result = await self.toolset()["search_dashboards"].fn()
+                return result.model_dump_json(indent=2)
+
         @server.prompt(title="Triage an incident")
         def triage_incident(service: str) -> str:
             """Steps to find out what is wrong with a service from its alerts and metrics."""
             return (
                 f"Service {service} may be unhealthy. Triage it with the monitoring tools:\n"
+                f"0. health_check({service!r}, <its namespace>): endpoints, scrape health and alerts in one answer.\n"
                 f"1. get_alerts(): what fires; look for alerts whose labels name {service!r} (job, service, app).\n"
                 f"2. get_targets(health='down'): is a target of {service!r} not scraped?\n"
                 f"3. query_metrics('up{{job=~\".*{service}.*\"}}') and error/latency rates, e.g. "

@@ -68,6 +68,12 @@ class MonitoringSettings(BaseSettings):
     grafana_password: SecretStr | None = None
     grafana_org_id: int | None = Field(default=None, ge=1, description="Sent as X-Grafana-Org-Id.")
 
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="kubeconfig for health_check; unset: the Pod's ServiceAccount, else KUBECONFIG.",
+    )
+    kube_context: str | None = Field(default=None, max_length=253, description="kubeconfig context for health_check.")
+
     tls_verify: bool = Field(default=True, description="Verify the backends' TLS certificates.")
     ca_file: Path | None = Field(default=None, description="CA bundle for the backends' certificates.")
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Deadline of one request.")

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import kmock
 import pytest
 from mcp import Client, MCPError
 from mcp.types import CallToolResult, TextContent
@@ -15,6 +16,7 @@ from mcpfleet_servers.base.app import FleetServer, build_server
 from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.monitoring.server import MonitoringServer
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
+from tests.emulator import ApiServerEmulator
 from tests.integration.conftest import eventually
 from tests.prometheus_stack import SERIES_COUNT, PrometheusStack, running_prometheus_stack
 
@@ -104,3 +106,70 @@ class Session:
         except MCPError as exc:
             return exc
         raise AssertionError(f"{tool} accepted {arguments}")
+
+
+def put(emulator: ApiServerEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1") -> None:
+    """Store an object in kmock's emulator as if created (stamped like its creations)."""
+    meta = obj.setdefault("metadata", {})
+    emulator._stamp_new(obj, meta.get("namespace"))
+    emulator.objects[
+        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
+    ] = obj
+
+
+def service_with_slice(
+    emulator: ApiServerEmulator, namespace: str, name: str, ready: list[bool], *, slices: bool = True
+) -> None:
+    """A Service and its endpoints: one EndpointSlice (or, slices=False, a core Endpoints) with one endpoint per
+    entry of ``ready``, ready or not."""
+    put(
+        emulator,
+        "services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    pods = [(f"10.0.0.{i + 10}", f"{name}-{i}", is_ready) for i, is_ready in enumerate(ready)]
+    if slices:
+        put(
+            emulator,
+            "endpointslices",
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-abcde",
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "endpoints": [
+                    {
+                        "addresses": [ip],
+                        "conditions": {"ready": is_ready},
+                        "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace},
+                    }
+                    for ip, pod, is_ready in pods
+                ],
+                "ports": [{"port": 8080, "protocol": "TCP"}],
+            },
+            group="discovery.k8s.io",
+        )
+        return
+    address = {True: "addresses", False: "notReadyAddresses"}
+    subset: dict[str, list[dict[str, Any]]] = {}
+    for ip, pod, is_ready in pods:
+        subset.setdefault(address[is_ready], []).append({"ip": ip, "targetRef": {"kind": "Pod", "name": pod}})
+    put(
+        emulator,
+        "endpoints",
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": name, "namespace": namespace},
+            "subsets": [subset],
+        },
+    )

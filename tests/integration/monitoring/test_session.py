@@ -9,7 +9,7 @@ from mcp.types import TextResourceContents
 from mcpfleet_cli.devcluster.cluster import free_port
 from tests.integration.conftest import eventually
 from tests.integration.monitoring.conftest import MakeFleet, Session
-from tests.prometheus_stack import ALERT_NAME, SERIES_COUNT, PrometheusStack
+from tests.prometheus_stack import ALERT_NAME, SERIES_COUNT, SERVICE_NAME, SERVICE_NAMESPACE, PrometheusStack
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,7 @@ ALL_TOOLS = {
     "list_silences",
     "create_silence",
     "expire_silence",
+    "health_check",
 }
 
 
@@ -69,6 +70,8 @@ async def test_instant_query_caps_series_with_a_note(scraped: PrometheusStack, m
                     "shard": "00042",
                     "instance": f"127.0.0.1:{scraped.exporter_port}",
                     "job": "exporter",
+                    "namespace": SERVICE_NAMESPACE,
+                    "service": SERVICE_NAME,
                 },
                 "value": {"time": small["time"], "value": "42"},
             }
