@@ -1,10 +1,11 @@
 """A ServerModule turned into an MCP server: tools filtered by policy, every call governed the same way.
 
 Each surviving tool is registered with the SDK through a wrapper whose ``__signature__`` is the tool
-function's own (so its input schema is the function's) plus two injected keyword parameters the SDK
-fills itself: the request Context and, for HIGH-risk tools, the user's confirmation (an elicitation
-through the SDK's Resolve/Elicit API, which works with both protocol eras). A call then goes:
-arguments validated (bad → JSON-RPC -32602 naming the field), confirmation, the body under a
+function's own (so its input schema is the function's) plus injected keyword parameters the SDK fills
+itself through its Resolve API (which works with both protocol eras): for a tool with a ``risk_for`` hook,
+the call's risk; for a tool some of whose calls need it, the user's confirmation (an elicitation, asked
+only when the call's risk reaches the threshold, ``ConfirmationPolicy``). A call then goes: arguments
+validated (bad → JSON-RPC -32602 naming the field), its risk assessed, confirmation, the body under a
 timeout, errors classified, result redacted and measured against the output budget.
 
 The tool list is not fixed: ``refresh_tools`` asks the module again (after ``reconfigure`` with reloaded
@@ -48,6 +49,7 @@ from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_contracts.report import tools_digest
 from mcpfleet_servers.base.metrics import CONTENT_TYPE, ServerMetrics
 from mcpfleet_servers.base.module import Reconfigurable, ServerModule
+from mcpfleet_servers.base.policy import ConfirmationPolicy, raised_risk
 from mcpfleet_servers.base.redact import redact_text, redact_value
 from mcpfleet_servers.base.report import PodReporter, ReportOutcome
 from mcpfleet_servers.base.settings import (
@@ -65,13 +67,16 @@ from mcpfleet_servers.base.toolkit import (
     Refused,
     ToolDef,
     ToolFailure,
+    Toolset,
 )
 
 logger = logging.getLogger(__name__)
 
-# The parameter the base adds to HIGH-risk tools (filled by the SDK, never in the schema), and the
-# one through which the confirmation resolver receives the request context.
+# The parameters the base adds to tools that may need a confirmation and to tools with a risk_for hook
+# (filled by the SDK, never in the schema), and the one through which the confirmation resolver receives
+# the request context.
 CONFIRMATION_PARAM = "mcpfleet_confirmation"
+RISK_PARAM = "mcpfleet_risk"
 CONTEXT_PARAM = "mcpfleet_context"
 READY_PROBE_TIMEOUT_SECONDS = 2.0
 LIST_CHANGED_TIMEOUT_SECONDS = 2.0  # per connection: a stalled client must not hold up a refresh
@@ -80,7 +85,7 @@ _CONFIRM_SUMMARY_CHARS = 600
 
 
 class Confirmation(BaseModel):
-    """What the user is asked before a HIGH-risk call (elicitation schemas hold primitives only)."""
+    """What the user is asked before a call that needs confirmation (elicitation schemas hold primitives only)."""
 
     confirm: bool = Field(description="Run this call?")
 
@@ -245,13 +250,15 @@ class FleetServer:
     settings: ServerSettings
     metrics: ServerMetrics
     tools: list[ToolDef]  # served now, in the module's order
+    # The module's confirmation threshold (its Toolset's confirm_from); MCP_CONFIRM_FROM overrides it.
+    module_confirm_from: Risk | None = None
     mcp: MCPServer[Any] = field(init=False)
     security: TransportSecuritySettings = field(init=False)
     state: ServerState = field(default_factory=ServerState)
     announcer: ToolListAnnouncer = field(init=False)
     reporter: PodReporter | None = field(init=False)
-    # Each served tool's definition and its SDK registration, reused while both stay the same.
-    _governed: dict[str, tuple[ToolDef, GovernedTool]] = field(init=False, default_factory=dict)
+    # Each served tool's definition, the confirmation policy and its SDK registration, reused while all stay the same.
+    _governed: dict[str, tuple[ToolDef, ConfirmationPolicy, GovernedTool]] = field(init=False, default_factory=dict)
     _refresh_lock: anyio.Lock = field(init=False, default_factory=anyio.Lock)
     _listed_digest: str | None = field(init=False, default=None)  # what clients were last shown
     _reported_digest: str | None = field(init=False, default=None)  # what the Pod is known to carry
@@ -267,7 +274,8 @@ class FleetServer:
             if settings.pod_name and settings.pod_namespace
             else None
         )
-        governed: list[Tool] = [self._governed_for(tool) for tool in self.tools]
+        confirmation = self.confirmation
+        governed: list[Tool] = [self._governed_for(tool, confirmation) for tool in self.tools]
         self.mcp = MCPServer(
             name=settings.server_name or f"mcpfleet-{self.module.type_name}",
             instructions=self.module.instructions,
@@ -327,11 +335,15 @@ class FleetServer:
         return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in await self.mcp.list_tools()]
 
     async def _refresh(self) -> ToolsRefresh:
-        wanted = served_tools(self.module, self.settings)
-        governed = [self._governed_for(tool) for tool in wanted]  # may raise: then nothing has changed yet
+        toolset = self.module.toolset()
+        wanted = served_tools(toolset, self.settings)
+        confirmation = self.settings.confirmation_policy(toolset.confirm_from)
+        # May raise: then nothing has changed yet.
+        governed = [self._governed_for(tool, confirmation) for tool in wanted]
         before, names = {tool.name for tool in self.tools}, {tool.name for tool in wanted}
         self._install(governed)
         self.tools = wanted
+        self.module_confirm_from = toolset.confirm_from
         self._governed = {name: entry for name, entry in self._governed.items() if name in names}
         self.metrics.tools.set(len(wanted))
 
@@ -376,19 +388,21 @@ class FleetServer:
 
     # ------------------------------------------------------------ registration
 
-    def _needs_confirmation(self, tool: ToolDef) -> bool:
-        return self.settings.require_confirmation and tool.traits.risk == Risk.HIGH
+    @property
+    def confirmation(self) -> ConfirmationPolicy:
+        """Which calls ask the user first: MCP_REQUIRE_CONFIRMATION, MCP_CONFIRM_FROM, the module's threshold."""
+        return self.settings.confirmation_policy(self.module_confirm_from)
 
-    def _governed_for(self, tool: ToolDef) -> GovernedTool:
-        """The registration of ``tool``: the one made before while the definition is the same, else a new one."""
+    def _governed_for(self, tool: ToolDef, confirmation: ConfirmationPolicy) -> GovernedTool:
+        """The registration of ``tool``: the one made before while definition and policy are the same, else new."""
         known = self._governed.get(tool.name)
-        if known is not None and known[0] == tool:
-            return known[1]
-        governed = self._governed_tool(tool)
-        self._governed[tool.name] = (tool, governed)
+        if known is not None and known[0] == tool and known[1] == confirmation:
+            return known[2]
+        governed = self._governed_tool(tool, confirmation)
+        self._governed[tool.name] = (tool, confirmation, governed)
         return governed
 
-    def _governed_tool(self, tool: ToolDef) -> GovernedTool:
+    def _governed_tool(self, tool: ToolDef, confirmation: ConfirmationPolicy) -> GovernedTool:
         try:
             signature = inspect.signature(tool.fn, eval_str=True)
         except NameError as exc:
@@ -396,7 +410,7 @@ class FleetServer:
                 f"tool {tool.name!r}: its annotations cannot be evaluated ({exc}); under "
                 "`from __future__ import annotations` every name in an annotation must be a module global"
             ) from exc
-        for reserved in (CONTEXT_PARAM, CONFIRMATION_PARAM):
+        for reserved in (CONTEXT_PARAM, CONFIRMATION_PARAM, RISK_PARAM):
             if reserved in signature.parameters:
                 raise ValueError(f"tool {tool.name!r}: the parameter name {reserved!r} is reserved for the base")
         if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()):
@@ -406,16 +420,26 @@ class FleetServer:
             raise ValueError(f"tool {tool.name!r} needs a return annotation: it is the output schema")
         adapter: TypeAdapter[Any] = TypeAdapter(return_type)
 
+        arguments = [p.name for p in signature.parameters.values() if not _filled_by_sdk(p.annotation)]
+        assess = self._risk_resolver(tool, arguments) if tool.risk_for is not None else None
         injected: list[inspect.Parameter] = []
-        if self._needs_confirmation(tool):
-            arguments = [p.name for p in signature.parameters.values() if not _filled_by_sdk(p.annotation)]
-            resolver = self._confirmation_resolver(tool, arguments)
-            # First, so that on the handshake era the user confirms before any resolver of the tool's own runs.
+        if confirmation.may_confirm(tool):
+            resolver = self._confirmation_resolver(tool, arguments, confirmation, assess)
+            # First, so that on the handshake era the user confirms before any resolver of the tool's own runs
+            # (the risk assessment, which the confirmation depends on, runs just before it).
             injected.append(
                 inspect.Parameter(
                     CONFIRMATION_PARAM,
                     inspect.Parameter.KEYWORD_ONLY,
                     annotation=Annotated[ElicitationResult[Confirmation], Resolve(resolver)],
+                )
+            )
+        if assess is not None:
+            # Also when nothing is confirmed: the call's risk is what its log records. The SDK runs a resolver
+            # once per call, so the confirmation and the body see the same assessment.
+            injected.append(
+                inspect.Parameter(
+                    RISK_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Risk, Resolve(assess)]
                 )
             )
         # All keyword-only (the SDK passes keywords): the injected ones can then lead without defaults.
@@ -427,7 +451,8 @@ class FleetServer:
 
         async def governed(**kwargs: Any) -> CallToolResult:
             answer = kwargs.pop(CONFIRMATION_PARAM, None)
-            return await self._call(tool, adapter, kwargs, answer)
+            risk = kwargs.pop(RISK_PARAM, tool.traits.risk)
+            return await self._call(tool, adapter, kwargs, answer, risk)
 
         # The SDK reads the schema from __signature__ and the injected parameters from the annotations.
         governed.__signature__ = published  # type: ignore[attr-defined]
@@ -463,11 +488,56 @@ class FleetServer:
         self.metrics.calls.labels(tool=tool_name, outcome="invalid").inc()
         self.metrics.errors.labels(tool=tool_name, kind="invalid_argument").inc()
 
-    def _confirmation_resolver(self, tool: ToolDef, argument_names: list[str]) -> Callable[..., Awaitable[Any]]:
+    def _risk_resolver(self, tool: ToolDef, argument_names: list[str]) -> Callable[..., Awaitable[Risk]]:
+        """The SDK resolver that runs the tool's risk_for hook: the call's risk, never below the declared one."""
+        risk_for, declared = tool.risk_for, tool.traits.risk
+        if risk_for is None:
+            raise ValueError(f"tool {tool.name!r} has no risk_for hook")
+        timeout = self.settings.call_timeout_seconds
+
+        async def risk_of_call(**kwargs: Any) -> Risk:
+            try:
+                with anyio.fail_after(timeout):
+                    assessed = risk_for(dict(kwargs))
+                    if inspect.isawaitable(assessed):
+                        assessed = await assessed
+                risk = raised_risk(declared, Risk(assessed))
+            except TimeoutError:
+                self._count_failure(tool.name, "timeout")
+                raise ToolError(
+                    f"The risk of this {tool.name} call could not be assessed within {timeout:g} s "
+                    "(MCP_CALL_TIMEOUT_SECONDS); nothing was done. Try again later."
+                ) from None
+            except Exception as exc:
+                error = self._classified(tool.name, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+            if risk != declared:
+                logger.info("call of %s is %s risk (declared %s) for its arguments", tool.name, risk, declared)
+            return risk
+
+        risk_of_call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in argument_names]
+        )
+        risk_of_call.__annotations__ = {"return": Risk}
+        risk_of_call.__qualname__ = f"risk_of_{tool.name}"
+        return risk_of_call
+
+    def _confirmation_resolver(
+        self,
+        tool: ToolDef,
+        argument_names: list[str],
+        confirmation: ConfirmationPolicy,
+        assess: Callable[..., Awaitable[Risk]] | None,
+    ) -> Callable[..., Awaitable[Any]]:
         settings, metrics = self.settings, self.metrics
 
         async def confirm_call(**kwargs: Any) -> Elicit[Confirmation] | Confirmation:
             ctx = kwargs.pop(CONTEXT_PARAM)
+            risk: Risk = kwargs.pop(RISK_PARAM, tool.traits.risk)
+            if not confirmation.confirms(tool, risk):
+                return Confirmation(confirm=True)  # this call's risk stays under the threshold: nobody is asked
             if tool.precheck is not None:
                 try:
                     await tool.precheck(**kwargs)
@@ -479,34 +549,42 @@ class FleetServer:
                     raise ToolError(redact_text(str(exc))) from None
             if can_confirm(ctx):
                 return Elicit(
-                    f"Confirm the HIGH-risk call {tool.name} ({tool.title}) with {_summary(kwargs)}. "
+                    f"Confirm the {risk}-risk call {tool.name} ({tool.title}) with {_summary(kwargs)}. "
                     "Nothing happens unless you confirm.",
                     Confirmation,
                 )
             if settings.allow_unconfirmed:
                 logger.warning(
-                    "running HIGH-risk %s unconfirmed: the client cannot confirm (MCP_ALLOW_UNCONFIRMED)", tool.name
+                    "running %s-risk %s unconfirmed: the client cannot confirm (MCP_ALLOW_UNCONFIRMED)",
+                    risk,
+                    tool.name,
                 )
                 return Confirmation(confirm=True)
             metrics.refusals.labels(tool=tool.name, reason="unconfirmable").inc()
             metrics.calls.labels(tool=tool.name, outcome="refused").inc()
             raise ToolError(
-                f"{tool.name} is HIGH risk and needs the user's confirmation, but this client cannot show one "
+                f"{tool.name} is {risk} risk and needs the user's confirmation, but this client cannot show one "
                 "(no MCP elicitation support on this connection); nothing was done. Use a client that supports "
                 "elicitation, or have the operator set MCP_ALLOW_UNCONFIRMED=true on the server."
             )
 
         parameters = [inspect.Parameter(CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=_ContextClass)]
+        annotations: dict[str, Any] = {CONTEXT_PARAM: _ContextClass}
+        if assess is not None:
+            annotations[RISK_PARAM] = Annotated[Risk, Resolve(assess)]
+            parameters.append(
+                inspect.Parameter(RISK_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=annotations[RISK_PARAM])
+            )
         parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in argument_names]
         confirm_call.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        confirm_call.__annotations__ = {CONTEXT_PARAM: _ContextClass}
+        confirm_call.__annotations__ = annotations
         confirm_call.__qualname__ = f"confirm_{tool.name}"
         return confirm_call
 
     # -------------------------------------------------------------------- calls
 
     async def _call(
-        self, tool: ToolDef, adapter: TypeAdapter[Any], arguments: dict[str, Any], answer: Any
+        self, tool: ToolDef, adapter: TypeAdapter[Any], arguments: dict[str, Any], answer: Any, risk: Risk
     ) -> CallToolResult:
         name, metrics = tool.name, self.metrics
         if answer is not None and not (isinstance(answer, AcceptedElicitation) and answer.data.confirm):
@@ -518,7 +596,7 @@ class FleetServer:
 
         started = time.monotonic()
         try:
-            payload = await self._run_body(tool, adapter, arguments)
+            payload = await self._run_body(tool, adapter, arguments, risk)
         finally:
             metrics.latency.labels(tool=name).observe(time.monotonic() - started)
 
@@ -537,56 +615,58 @@ class FleetServer:
         metrics.calls.labels(tool=name, outcome="ok").inc()
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=payload)
 
-    async def _run_body(self, tool: ToolDef, adapter: TypeAdapter[Any], arguments: dict[str, Any]) -> Any:
-        name, metrics, timeout = tool.name, self.metrics, self.settings.call_timeout_seconds
-
-        def failed(kind: str, outcome: str = "error") -> None:
-            metrics.errors.labels(tool=name, kind=kind).inc()
-            metrics.calls.labels(tool=name, outcome=outcome).inc()
-
+    async def _run_body(self, tool: ToolDef, adapter: TypeAdapter[Any], arguments: dict[str, Any], risk: Risk) -> Any:
+        name, timeout = tool.name, self.settings.call_timeout_seconds
         payload: Any = None
         try:
             with anyio.move_on_after(timeout) as scope:
                 result = await tool.fn(**arguments)
             if not scope.cancelled_caught:
                 payload = adapter.dump_python(adapter.validate_python(result), mode="json", by_alias=True)
-        except ToolError as exc:
-            failed("tool_failure")
-            raise ToolError(redact_text(str(exc))) from exc
-        except InvalidArgument as exc:
-            failed("invalid_argument", "invalid")
-            raise invalid_params(exc.field, exc.message, **exc.details) from exc
-        except BackendUnavailable as exc:
-            failed("backend_unavailable")
-            raise ToolError(redact_text(str(exc))) from exc
-        except NotFound as exc:
-            failed("not_found")
-            raise ToolError(redact_text(str(exc))) from exc
-        except Refused as exc:
-            failed("refused", "refused")
-            metrics.refusals.labels(tool=name, reason="policy").inc()
-            raise ToolError(redact_text(str(exc))) from exc
-        except ToolFailure as exc:
-            failed("tool_failure")
-            raise ToolError(redact_text(str(exc))) from exc
-        except MCPError:
-            failed("protocol")
-            raise
         except Exception as exc:
-            failed("internal")
-            correlation = uuid.uuid4().hex[:12]
-            logger.exception("tool %s failed unexpectedly (correlation id %s)", name, correlation)
-            raise ToolError(
-                f"{name} failed with an internal error (correlation id {correlation}; the server log has the "
-                "details). Retrying will probably not help; report it with the correlation id."
-            ) from exc
+            error = self._classified(name, exc, risk)
+            if error is exc:
+                raise
+            raise error from exc
         if scope.cancelled_caught:
-            failed("timeout")
+            self._count_failure(name, "timeout")
             raise ToolError(
                 f"{name} did not finish within {timeout:g} s (MCP_CALL_TIMEOUT_SECONDS) and was stopped; "
                 "its effect, if any, is unknown. Narrow the request or try again later."
             )
         return redact_value(payload)
+
+    def _count_failure(self, name: str, kind: str, outcome: str = "error") -> None:
+        self.metrics.errors.labels(tool=name, kind=kind).inc()
+        self.metrics.calls.labels(tool=name, outcome=outcome).inc()
+
+    def _classified(self, name: str, exc: Exception, risk: Risk | None = None) -> Exception:
+        """What the client is told of ``exc`` from a tool's body or risk_for hook (counted; messages redacted)."""
+        if isinstance(exc, InvalidArgument):
+            self._count_failure(name, "invalid_argument", "invalid")
+            return invalid_params(exc.field, exc.message, **exc.details)
+        if isinstance(exc, MCPError):
+            self._count_failure(name, "protocol")
+            return exc
+        if isinstance(exc, Refused):
+            self._count_failure(name, "refused", "refused")
+            self.metrics.refusals.labels(tool=name, reason="policy").inc()
+        elif isinstance(exc, BackendUnavailable):
+            self._count_failure(name, "backend_unavailable")
+        elif isinstance(exc, NotFound):
+            self._count_failure(name, "not_found")
+        elif isinstance(exc, ToolFailure | ToolError):
+            self._count_failure(name, "tool_failure")
+        else:
+            self._count_failure(name, "internal")
+            correlation = uuid.uuid4().hex[:12]
+            at_risk = f" ({risk} risk)" if risk is not None else ""
+            logger.error("tool %s%s failed unexpectedly (correlation id %s)", name, at_risk, correlation, exc_info=exc)
+            return ToolError(
+                f"{name} failed with an internal error (correlation id {correlation}; the server log has the "
+                "details). Retrying will probably not help; report it with the correlation id."
+            )
+        return ToolError(redact_text(str(exc)))
 
     # -------------------------------------------------------------------- HTTP
 
@@ -675,10 +755,9 @@ def _parameters(tool: ToolDef) -> set[str]:
     return set(inspect.signature(tool.fn).parameters)
 
 
-def served_tools(module: ServerModule, settings: ServerSettings, *, log_hidden: bool = False) -> list[ToolDef]:
-    """The module's tools that the settings' policy lets through, in the module's order."""
+def served_tools(toolset: Toolset, settings: ServerSettings, *, log_hidden: bool = False) -> list[ToolDef]:
+    """A module's tools that the settings' policy lets through, in the module's order."""
     policy = settings.tool_policy()
-    toolset = module.toolset()
     if log_hidden:
         for tool in toolset:
             reason = policy.hidden_reason(tool)
@@ -689,9 +768,11 @@ def served_tools(module: ServerModule, settings: ServerSettings, *, log_hidden: 
 
 def build_server(module: ServerModule, settings: ServerSettings, metrics: ServerMetrics | None = None) -> FleetServer:
     """The module's tools, filtered by the settings' policy, on a new MCPServer with probes and metrics."""
+    toolset = module.toolset()
     return FleetServer(
         module=module,
         settings=settings,
         metrics=metrics or ServerMetrics(module.type_name),
-        tools=served_tools(module, settings, log_hidden=True),
+        tools=served_tools(toolset, settings, log_hidden=True),
+        module_confirm_from=toolset.confirm_from,
     )

@@ -1,4 +1,5 @@
-"""Which of a module's tools a server exposes: read-only and no-destructive modes, allow/deny globs."""
+"""Which of a module's tools a server exposes (read-only and no-destructive modes, allow/deny globs), and
+which calls ask the user first (the confirmation threshold)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.toolkit import ToolDef, Toolset
+
+_RISK_ORDER = (Risk.SAFE, Risk.MEDIUM, Risk.HIGH)
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,36 @@ class ToolPolicy:
 def matches_any(name: str, patterns: Iterable[str]) -> bool:
     """Case-sensitive shell globs (``get_*``, ``*_pod?``), like the CRD's spec.tools lists."""
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def risk_at_least(risk: Risk, threshold: Risk) -> bool:
+    return _RISK_ORDER.index(risk) >= _RISK_ORDER.index(threshold)
+
+
+def raised_risk(declared: Risk, assessed: Risk) -> Risk:
+    """The risk of one call: what the tool's hook assessed, never below what the tool declares."""
+    return assessed if risk_at_least(assessed, declared) else declared
+
+
+@dataclass(frozen=True)
+class ConfirmationPolicy:
+    """Which calls ask the user first. Precedence: ``required`` off (MCP_REQUIRE_CONFIRMATION=false) confirms
+    nothing; else a tool's own ``confirm`` trait; else the call's risk against ``threshold``."""
+
+    required: bool = True
+    # MCP_CONFIRM_FROM, else the module's Toolset(confirm_from=...), else HIGH.
+    threshold: Risk = Risk.HIGH
+
+    def confirms(self, tool: ToolDef, risk: Risk) -> bool:
+        """Whether a call of ``tool`` whose risk (declared, or raised by its risk_for hook) is ``risk`` asks first."""
+        if not self.required:
+            return False
+        if tool.traits.confirm is not None:
+            return tool.traits.confirm
+        return risk_at_least(risk, self.threshold)
+
+    def may_confirm(self, tool: ToolDef) -> bool:
+        """Whether some call of ``tool`` may ask first: its declared risk asks, or its hook may raise it to."""
+        if tool.risk_for is not None and self.required and tool.traits.confirm is None:
+            return True  # the hook may raise any call to HIGH, which every threshold reaches
+        return self.confirms(tool, tool.traits.risk)

@@ -25,8 +25,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.paging import Budget
-from mcpfleet_servers.base.policy import ToolPolicy
+from mcpfleet_servers.base.policy import ConfirmationPolicy, ToolPolicy
 
 ENV_PREFIX = "MCP_"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -242,9 +243,16 @@ class ServerSettings(BaseSettings):
     call_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_output_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_items: int = Field(default=200, ge=1, le=100_000)
-    require_confirmation: bool = Field(default=True, description="Ask the user before every HIGH-risk call.")
+    require_confirmation: bool = Field(
+        default=True, description="Ask the user before calls that need it (see confirm_from); false: never ask."
+    )
+    confirm_from: Risk | None = Field(
+        default=None,
+        description="Calls of this risk or higher ask the user first (SAFE, MEDIUM, HIGH). Unset: the server "
+        "module's own threshold, else HIGH.",
+    )
     allow_unconfirmed: bool = Field(
-        default=False, description="Run HIGH-risk calls from clients that cannot show a confirmation."
+        default=False, description="Run calls that need a confirmation from clients that cannot show one."
     )
 
     # Where these values came from (set by `load`), so that `reload` reads the same sources again.
@@ -260,6 +268,14 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("confirm_from", mode="before")
+    @classmethod
+    def _risk_name(cls, value: object) -> object:
+        # Accept medium as well as MEDIUM; an empty variable means unset.
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -336,6 +352,11 @@ class ServerSettings(BaseSettings):
             deny=self.tools_deny,
             prefix=self.tool_prefix,
         )
+
+    def confirmation_policy(self, module_threshold: Risk | None = None) -> ConfirmationPolicy:
+        """Which calls ask first: MCP_CONFIRM_FROM, else the module's threshold, else HIGH; none when switched off."""
+        threshold = self.confirm_from or module_threshold or Risk.HIGH
+        return ConfirmationPolicy(required=self.require_confirmation, threshold=threshold)
 
     def budget(self) -> Budget:
         """What one page of a list or log tool may hold; leaves room under MCP_MAX_OUTPUT_BYTES."""

@@ -5,7 +5,12 @@ a pydantic model as the return type) inside a ``register(toolset, ...)`` functio
 its backend client, and decorates each with ``@toolset.tool(...)``. The function's signature is
 the tool's input schema and its return type the output schema. The base (``mcpfleet_servers.base``)
 applies the shared policy to every registered tool: read-only / no-destructive modes, allow/deny
-lists, timeout, output budget, redaction, confirmation of HIGH-risk calls, metrics.
+lists, timeout, output budget, redaction, confirmation of risky calls, metrics.
+
+Which calls are confirmed: those whose risk reaches the server's threshold (``Toolset(confirm_from=...)``,
+HIGH unless the module says otherwise; the operator's ``MCP_CONFIRM_FROM`` wins), unless the tool decides
+for itself (``confirm=True/False``). A tool whose risk depends on its arguments declares its usual risk
+and a ``risk_for`` hook that raises it for one call (a production asset, say).
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from mcpfleet_contracts.mcpserver import Risk
 
 ToolFn = Callable[..., Awaitable[BaseModel]]
 F = TypeVar("F", bound=ToolFn)
-# Called with the call's arguments (as keywords) before the user is asked to confirm a HIGH-risk call:
+# Called with the call's arguments (as keywords) before the user is asked to confirm a call:
 # raising a ToolFailure (e.g. Refused) ends the call there, so nobody confirms what policy refuses anyway.
 Precheck = Callable[..., Awaitable[None]]
+# Called with the call's validated arguments (every parameter, defaults filled in) before confirmation: the
+# risk of this call. It can only raise the declared risk (a lower answer is ignored); raising a ToolFailure
+# or InvalidArgument ends the call like a failure of the tool's body.
+RiskFor = Callable[[dict[str, Any]], Awaitable[Risk] | Risk]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class ToolTraits:
     idempotent: bool = False
     # True when the tool talks to a system outside the server (a cluster, Prometheus, a CMDB).
     open_world: bool = True
+    # Whether calls ask the user first: None follows the call's risk and the server's threshold; True/False
+    # decides for this tool whatever the threshold (MCP_REQUIRE_CONFIRMATION=false still turns it off).
+    confirm: bool | None = None
 
     def __post_init__(self) -> None:
         if self.read_only and (self.risk != Risk.SAFE or self.destructive):
@@ -51,13 +63,19 @@ class ToolDef:
     title: str
     description: str
     precheck: Precheck | None = None
+    risk_for: RiskFor | None = None
 
 
 class Toolset:
-    """The tools of one server, in registration order; names are unique."""
+    """The tools of one server, in registration order; names are unique.
 
-    def __init__(self) -> None:
+    ``confirm_from`` is the server's default confirmation threshold: calls of this risk or higher ask the user
+    first. None means HIGH. The operator's ``MCP_CONFIRM_FROM`` overrides it.
+    """
+
+    def __init__(self, *, confirm_from: Risk | None = None) -> None:
         self._tools: dict[str, ToolDef] = {}
+        self.confirm_from = confirm_from
 
     def tool(
         self,
@@ -70,8 +88,12 @@ class Toolset:
         title: str | None = None,
         name: str | None = None,
         precheck: Precheck | None = None,
+        confirm: bool | None = None,
+        risk_for: RiskFor | None = None,
     ) -> Callable[[F], F]:
-        traits = ToolTraits(risk, read_only, destructive, idempotent, open_world)
+        traits = ToolTraits(risk, read_only, destructive, idempotent, open_world, confirm)
+        if risk_for is not None and read_only:
+            raise ValueError("a read-only tool is SAFE on every call: it cannot have a risk_for hook")
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
@@ -81,7 +103,13 @@ class Toolset:
             if not description:
                 raise ValueError(f"tool {tool_name!r} needs a docstring: it is the description clients see")
             self._tools[tool_name] = ToolDef(
-                tool_name, fn, traits, title or tool_name.replace("_", " ").capitalize(), description, precheck
+                tool_name,
+                fn,
+                traits,
+                title or tool_name.replace("_", " ").capitalize(),
+                description,
+                precheck,
+                risk_for,
             )
             return fn
 
