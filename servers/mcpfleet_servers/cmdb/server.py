@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.module import BackendStatus, ServerModule
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import Toolset
@@ -58,7 +59,8 @@ class CmdbServer:
 
     def toolset(self) -> Toolset:
         if self._toolset is None:
-            toolset = Toolset()
+            # MEDIUM and HIGH calls are confirmed: a status change is what an incident's timeline is built on.
+            toolset = Toolset(confirm_from=Risk.MEDIUM)
             register(toolset, self.backend, self.settings)
             self._toolset = toolset
         return self._toolset

@@ -30,6 +30,9 @@ ContinueArg = Annotated[
 ]
 Short = Annotated[str | None, Field(min_length=1, max_length=253)]
 
+# Where a status change is HIGH risk (the user confirms it as such); elsewhere it is MEDIUM.
+PRODUCTION_ENVIRONMENTS = frozenset({"production", "prod"})
+
 
 def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> None:
     """Declare every cmdb tool over ``backend``."""
@@ -78,11 +81,13 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
         owner references; typed nodes and typed edges (routes-to, selects, runs, scheduled-on, owns)."""
         return await backend.get_service_topology(service, namespace, depth)
 
-    async def check_asset(asset_id: str, **_: Any) -> None:
-        # Before the user is asked: an unknown or malformed id fails here, not after a confirmation.
-        await backend.get_asset(asset_id)
+    async def risk_of_update(arguments: dict[str, Any]) -> Risk:
+        # Before the user is asked: an unknown or malformed id fails here, not after a confirmation; and a
+        # production asset makes the change HIGH.
+        asset = await backend.get_asset(str(arguments["asset_id"]))
+        return Risk.HIGH if asset.environment.lower() in PRODUCTION_ENVIRONMENTS else Risk.MEDIUM
 
-    @toolset.tool(risk=Risk.HIGH, read_only=False, idempotent=True, precheck=check_asset)
+    @toolset.tool(risk=Risk.MEDIUM, read_only=False, idempotent=True, risk_for=risk_of_update)
     async def update_asset_status(
         asset_id: AssetIdArg,
         status: Annotated[SettableStatus, Field(description="The new status.")],
@@ -92,7 +97,7 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
         ] = None,
     ) -> ChangeRecord:
         """Set an asset's status (active, maintenance, inactive, retired) with a reason; writes a change record.
-        Asks the user to confirm first."""
+        MEDIUM risk, HIGH for an asset in production; the user is asked to confirm first."""
         return await backend.update_asset_status(asset_id, status, reason, actor or settings.default_actor)
 
     @toolset.tool(risk=Risk.SAFE, read_only=True, idempotent=True)

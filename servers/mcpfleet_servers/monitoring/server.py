@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import ToolFailure, Toolset
@@ -80,7 +81,8 @@ class MonitoringServer:
 
     def toolset(self) -> Toolset:
         if self._toolset is None:
-            toolset = Toolset()
+            # MEDIUM calls are confirmed too: a silence hides alerts from everyone on call.
+            toolset = Toolset(confirm_from=Risk.MEDIUM)
             register_prometheus(toolset, self.prometheus, self.settings, self.budget)
             register_alerts(toolset, self.prometheus, self.alertmanager, self.budget)
             register_health(toolset, self.prometheus, self.alertmanager, self.cluster)

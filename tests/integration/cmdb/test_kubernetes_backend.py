@@ -248,6 +248,7 @@ async def test_update_asset_status_confirmed_writes_annotation_and_event(
         changes = await ok(client, "get_change_records", asset_id="deployment/shop/web")
     assert len(answers.questions) == 1
     assert "update_asset_status" in answers.questions[0]
+    assert "HIGH" in answers.questions[0], "shop is production: the change is asked as HIGH risk"
     assert "node/ghost not found" in unknown
     annotations = stored(emulator, "deployments", "shop", "web", group="apps")["metadata"]["annotations"]
     assert annotations["mcpfleet.io/asset-status"] == "maintenance"
@@ -337,3 +338,21 @@ async def test_assets_resource_is_a_bounded_first_page(make_fleet: MakeFleet, em
     body = json.loads(getattr(content, "text", "{}"))
     assert "namespace/shop" in ids(body)
     assert body["truncated"] is False
+
+
+async def test_outside_production_a_status_change_is_asked_as_medium(
+    make_fleet: MakeFleet, emulator: ApiServerEmulator
+) -> None:
+    seed_app(emulator)
+    fleet = await make_fleet()
+    answers = Answers("accept")
+    async with Client(fleet.mcp, elicitation_callback=answers) as client:
+        await ok(
+            client,
+            "update_asset_status",
+            asset_id="deployment/shop-staging/web",
+            status="maintenance",
+            reason="staging rehearsal",
+        )
+    assert len(answers.questions) == 1
+    assert "MEDIUM" in answers.questions[0]

@@ -15,6 +15,7 @@ from mcp.types import TextResourceContents
 
 from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_servers.base.app import FleetServer
+from tests.integration.k8s_ops.session import Answers
 from tests.integration.monitoring.conftest import MakeFleet, Session
 from tests.integration.monitoring.grafana_fake import (
     GRID_COLUMNS,
@@ -50,14 +51,14 @@ async def with_grafana(make_fleet: MakeFleet, fake: GrafanaFake, **mon: Any) -> 
 
 async def test_grafana_tools_exist_only_with_a_grafana_url(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     without = await make_fleet()
-    async with Client(without.mcp) as client:
+    async with Client(without.mcp, elicitation_callback=Answers("accept")) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
     assert not names & GRAFANA_TOOLS
     assert "monitoring://dashboards" not in resources
 
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
     assert set(tools) >= GRAFANA_TOOLS
@@ -71,7 +72,7 @@ async def test_grafana_tools_exist_only_with_a_grafana_url(make_fleet: MakeFleet
 
 async def test_search_sends_the_filters_and_the_credentials(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         page = await session.ok("search_dashboards", query="shop", tag=["slo", "shop"], folder="team-shop")
         contents = (await client.read_resource("monitoring://dashboards")).contents
@@ -99,7 +100,7 @@ async def test_search_sends_the_filters_and_the_credentials(make_fleet: MakeFlee
 
 async def test_dashboard_summary_has_every_panel_and_query(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         summary = await session.ok("get_dashboard_summary", uid="shop-overview")
     assert grafana.calls("GET", "/api/dashboards/uid/shop-overview")
@@ -129,7 +130,7 @@ async def test_dashboard_summary_has_every_panel_and_query(make_fleet: MakeFleet
 
 async def test_unknown_uid_is_not_found_naming_it(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         message = await session.error("get_dashboard_summary", uid="no-such-dash")
         assert "no Grafana dashboard with uid 'no-such-dash'" in message
@@ -139,7 +140,7 @@ async def test_unknown_uid_is_not_found_naming_it(make_fleet: MakeFleet, grafana
 
 async def test_datasources_never_show_credentials(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         result = await client.call_tool("list_datasources", {})
     assert not result.is_error
     content = result.structured_content or {}
@@ -162,7 +163,7 @@ async def test_create_dashboard_posts_a_valid_model(make_fleet: MakeFleet, grafa
         {"expr": "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"},
         {"expr": 'up{service="checkout"}', "title": "Up"},
     ]
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         created = await session.ok(
             "create_dashboard", title="Checkout", queries=queries, folder_uid="team-shop", tags=["shop"]
@@ -211,7 +212,7 @@ async def test_create_dashboard_with_a_given_datasource_and_bad_arguments(
     make_fleet: MakeFleet, grafana: GrafanaFake
 ) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         await session.ok("create_dashboard", title="Old", queries=[{"expr": "up"}], datasource_uid="prom-old")
         error = await session.invalid("create_dashboard", title="X", queries=[{"expr": "up"}], datasource_uid="nope")
@@ -226,7 +227,7 @@ async def test_create_dashboard_with_a_given_datasource_and_bad_arguments(
 
 async def test_create_annotation(make_fleet: MakeFleet, grafana: GrafanaFake) -> None:
     fleet = await with_grafana(make_fleet, grafana)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         point = await session.ok("create_annotation", text="deployed v1.2", tags=["deploy"])
         region = await session.ok(
@@ -260,14 +261,14 @@ async def test_basic_auth_and_token_file(make_fleet: MakeFleet, tmp_path: Path) 
         fleet = await make_fleet(
             mon={"grafana_url": fake.url, "grafana_username": "viewer", "grafana_password": "pa55"}
         )
-        async with Client(fleet.mcp) as client:
+        async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
             await Session(client).ok("list_datasources")
         assert "X-Grafana-Org-Id" not in fake.requests[0].headers
     token_file = tmp_path / "token"
     token_file.write_text("from-a-file\n")
     async with running_grafana_fake("Bearer from-a-file") as fake:
         fleet = await make_fleet(mon={"grafana_url": fake.url, "grafana_token_file": token_file})
-        async with Client(fleet.mcp) as client:
+        async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
             session = Session(client)
             await session.ok("search_dashboards")
             token_file.write_text("rotated")  # read on every request
@@ -280,7 +281,7 @@ async def test_basic_auth_and_token_file(make_fleet: MakeFleet, tmp_path: Path) 
 async def test_grafana_down_is_named_with_its_url(make_fleet: MakeFleet) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     fleet = await make_fleet(mon={"grafana_url": nowhere, "grafana_token": TOKEN})
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         for tool, arguments in (
             ("search_dashboards", {}),

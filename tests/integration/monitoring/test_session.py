@@ -8,6 +8,7 @@ from mcp.types import TextResourceContents
 
 from mcpfleet_cli.devcluster.cluster import free_port
 from tests.integration.conftest import eventually
+from tests.integration.k8s_ops.session import Answers
 from tests.integration.monitoring.conftest import MakeFleet, Session
 from tests.prometheus_stack import ALERT_NAME, SERIES_COUNT, SERVICE_NAME, SERVICE_NAMESPACE, PrometheusStack
 
@@ -31,7 +32,7 @@ ALL_TOOLS = {
 
 async def test_tools_are_listed_with_schemas_and_annotations(make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == ALL_TOOLS
     for name, tool in tools.items():
@@ -43,14 +44,14 @@ async def test_tools_are_listed_with_schemas_and_annotations(make_fleet: MakeFle
 
 async def test_without_alertmanager_there_are_no_silence_tools(make_fleet: MakeFleet) -> None:
     fleet = await make_fleet(mon={"alertmanager_url": None})
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
     assert names == ALL_TOOLS - {"list_silences", "create_silence", "expire_silence"}
 
 
 async def test_instant_query_caps_series_with_a_note(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet(max_items=100)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         answer = await session.ok("query_metrics", query="mcpfleet_test_series")
         assert answer["result_type"] == "vector"
@@ -83,7 +84,7 @@ async def test_instant_query_caps_series_with_a_note(scraped: PrometheusStack, m
 
 async def test_range_query_chooses_the_step_and_caps_series(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet(mon={"max_series": 20, "max_points_per_series": 10})
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         answer = await session.ok("query_range", query="mcpfleet_test_series", start="-1h", end="now")
         assert answer["step_chosen"] is True
@@ -100,7 +101,7 @@ async def test_range_query_downsamples_a_given_step_with_a_note(
     scraped: PrometheusStack, make_fleet: MakeFleet
 ) -> None:
     fleet = await make_fleet(mon={"max_points_per_series": 10})
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
 
         async def long_enough() -> dict[str, object]:
@@ -120,7 +121,7 @@ async def test_range_query_downsamples_a_given_step_with_a_note(
 
 async def test_range_query_arguments_are_named(make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         error = await session.invalid("query_range", query="up", start="-1h", end="-2h")
         assert error.error.data["field"] == "end"
@@ -134,7 +135,7 @@ async def test_range_query_arguments_are_named(make_fleet: MakeFleet) -> None:
 
 async def test_bad_promql_is_named_with_prometheus_words(make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         error = await session.invalid("query_metrics", query="sum(rate(up[5m])")
         assert error.error.data["field"] == "query"
@@ -147,7 +148,7 @@ async def test_bad_promql_is_named_with_prometheus_words(make_fleet: MakeFleet) 
 
 async def test_metric_and_label_listing(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         metrics = await session.ok("list_metrics", match='{job="exporter"}')
         assert "mcpfleet_test_series" in metrics["items"]
@@ -170,7 +171,7 @@ async def test_metric_and_label_listing(scraped: PrometheusStack, make_fleet: Ma
 
 async def test_get_series_is_paged(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet(max_items=50)
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         page = await session.ok("get_series", match="mcpfleet_test_series")
         assert page["total"] == SERIES_COUNT
@@ -184,7 +185,7 @@ async def test_get_series_is_paged(scraped: PrometheusStack, make_fleet: MakeFle
 
 async def test_targets_show_the_exporter_up(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         targets = await session.ok("get_targets")
         jobs = {target["job"]: target for target in targets["items"]}
@@ -198,7 +199,7 @@ async def test_targets_show_the_exporter_up(scraped: PrometheusStack, make_fleet
 
 async def test_rules_show_the_firing_alert_rule(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
 
         async def firing() -> dict[str, object]:
@@ -218,7 +219,7 @@ async def test_rules_show_the_firing_alert_rule(scraped: PrometheusStack, make_f
 
 async def test_alerts_from_alertmanager_and_from_prometheus(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
 
         async def delivered() -> dict[str, object]:
@@ -235,14 +236,14 @@ async def test_alerts_from_alertmanager_and_from_prometheus(scraped: PrometheusS
         assert (await session.ok("get_alerts", labels={"job": "nothing"}))["items"] == []
 
     without_alertmanager = await make_fleet(mon={"alertmanager_url": None})
-    async with Client(without_alertmanager.mcp) as client:
+    async with Client(without_alertmanager.mcp, elicitation_callback=Answers("accept")) as client:
         alerts = await Session(client).ok("get_alerts", state="firing")
         assert [(a["name"], a["source"]) for a in alerts["items"]] == [(ALERT_NAME, "prometheus")]
 
 
 async def test_silence_lifecycle(scraped: PrometheusStack, make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         created = await session.ok(
             "create_silence",
@@ -278,7 +279,7 @@ async def test_silence_lifecycle(scraped: PrometheusStack, make_fleet: MakeFleet
 
 async def test_silence_arguments_are_named(make_fleet: MakeFleet) -> None:
     fleet = await make_fleet()
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         base = {"author": "me", "comment": "why"}
         error = await session.invalid("create_silence", matchers=[], **base)
@@ -302,7 +303,7 @@ async def test_silence_arguments_are_named(make_fleet: MakeFleet) -> None:
 async def test_unreachable_backend_is_named_with_its_url(make_fleet: MakeFleet) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     fleet = await make_fleet(mon={"prometheus_url": nowhere, "alertmanager_url": nowhere})
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         session = Session(client)
         message = await session.error("query_metrics", query="up")
         assert message.startswith(f"Error executing tool query_metrics: Prometheus at {nowhere} is unavailable: ")
@@ -318,9 +319,29 @@ async def test_backend_status_and_alerts_resource(scraped: PrometheusStack, make
     status = await fleet.module.backend_status()
     assert status.reachable is True
     assert status.detail.startswith("Prometheus 2.")
-    async with Client(fleet.mcp) as client:
+    async with Client(fleet.mcp, elicitation_callback=Answers("accept")) as client:
         contents = (await client.read_resource("monitoring://alerts")).contents
         assert isinstance(contents[0], TextResourceContents)
         assert '"items"' in contents[0].text
         prompt = await client.get_prompt("triage_incident", {"service": "checkout"})
         assert "checkout" in str(prompt.messages[0].content)
+
+
+async def test_a_silence_is_confirmed_first_and_a_declined_one_is_not_created(
+    scraped: PrometheusStack, make_fleet: MakeFleet
+) -> None:
+    fleet = await make_fleet()
+    declined = Answers("decline")
+    arguments = {
+        "matchers": [{"name": "alertname", "value": ALERT_NAME}],
+        "author": "oncall@example.com",
+        "comment": "INC-43: should not happen",
+        "duration": "10m",
+    }
+    async with Client(fleet.mcp, elicitation_callback=declined) as client:
+        result = await client.call_tool("create_silence", arguments)
+        assert result.is_error
+        assert len(declined.questions) == 1
+        assert "MEDIUM" in declined.questions[0]
+        silences = (await Session(client).ok("list_silences"))["items"]
+        assert not [s for s in silences if s["comment"] == "INC-43: should not happen"]
