@@ -131,7 +131,7 @@ def derived_status(kind: Kind, obj: dict[str, Any]) -> str:
         return "active" if ready and ready[0].get("status") == "True" else "degraded"
     if kind is NAMESPACE:
         return "terminating" if status.get("phase") == "Terminating" else "active"
-    if kind in (DEPLOYMENT, STATEFULSET):
+    if kind in (DEPLOYMENT, STATEFULSET, REPLICASET):
         return _replicas_status(_int(status.get("readyReplicas")), _int(spec.get("replicas", 1)))
     if kind is DAEMONSET:
         return _replicas_status(_int(status.get("numberReady")), _int(status.get("desiredNumberScheduled")))

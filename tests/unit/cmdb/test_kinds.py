@@ -8,7 +8,7 @@ import pytest
 
 from mcpfleet_servers.base.settings import ConfigFile
 from mcpfleet_servers.base.toolkit import InvalidArgument
-from mcpfleet_servers.cmdb.kinds import DEPLOYMENT, NODE, PVC, parse_asset_id, to_asset
+from mcpfleet_servers.cmdb.kinds import DEPLOYMENT, NODE, PVC, REPLICASET, derived_status, parse_asset_id, to_asset
 from mcpfleet_servers.cmdb.settings import CmdbSettings
 
 
@@ -60,3 +60,12 @@ def test_backend_from_the_config_file_and_the_environment_wins(monkeypatch: pyte
     assert CmdbSettings.from_config(ConfigFile(type="cmdb", config={"cmdb": {"backend": "netbox"}})).backend == (
         "kubernetes"
     )
+
+
+def test_a_replicaset_reports_its_replicas_like_its_deployment() -> None:
+    def replica_set(ready: int, desired: int) -> dict[str, Any]:
+        return {"spec": {"replicas": desired}, "status": {"readyReplicas": ready}}
+
+    assert derived_status(REPLICASET, replica_set(0, 2)) == derived_status(DEPLOYMENT, replica_set(0, 2))
+    assert derived_status(REPLICASET, replica_set(2, 2)) == "active"
+    assert derived_status(REPLICASET, replica_set(1, 2)) == derived_status(DEPLOYMENT, replica_set(1, 2))
