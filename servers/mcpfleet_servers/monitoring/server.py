@@ -7,10 +7,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mcpfleet_contracts.mcpserver import Risk
+from mcpfleet_servers.base.http import ssl_context
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.toolkit import ToolFailure, Toolset
-from mcpfleet_servers.monitoring.client import HttpBackend, ssl_context
+from mcpfleet_servers.monitoring.client import HttpBackend
 from mcpfleet_servers.monitoring.cluster import ServiceCluster
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
 from mcpfleet_servers.monitoring.tools_alerts import register_alerts
@@ -55,7 +56,8 @@ class MonitoringServer:
         self._toolset: Toolset | None = None
 
     async def start(self) -> None:
-        tls = await asyncio.to_thread(ssl_context, self.settings)  # reading a CA file blocks
+        # Reading a CA file blocks; one context serves every backend.
+        tls = await asyncio.to_thread(ssl_context, self.settings.tls_verify, self.settings.ca_file)
         for backend in self._backends:
             await backend.start(tls)
         await self.cluster.start()
