@@ -552,6 +552,7 @@ def assert_change_records(cluster: Cluster, app: App, mcp: Mcp, record: dict[str
     assert "worker" not in json.dumps(records)
     times = [datetime.fromisoformat(r["time"]) for r in records]
     assert times == sorted(times, reverse=True), "newest first"
+    assert records[0]["id"] == record["id"], "the status change came last: its sub-second time puts it first"
 
     when = datetime.fromisoformat(record["time"])
     recent = mcp.every_item("get_change_records", asset_id=web, since=when.isoformat())

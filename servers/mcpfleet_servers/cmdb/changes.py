@@ -38,8 +38,8 @@ def event_record(event: dict[str, Any]) -> ChangeRecord:
     annotations = meta.get("annotations") or {}
     source = event.get("source") or {}
     when = (
-        parse_time(event.get("lastTimestamp"))
-        or parse_time(event.get("eventTime"))
+        parse_time(event.get("eventTime"))
+        or parse_time(event.get("lastTimestamp"))
         or parse_time(event.get("firstTimestamp"))
         or parse_time(meta.get("creationTimestamp"))
         or _EPOCH
