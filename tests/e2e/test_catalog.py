@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ import pytest
 from mcpfleet_cli.devcluster.cluster import free_port, write_kubeconfig
 from mcpfleet_contracts.catalog import Catalog
 from tests.e2e.conftest import OPERATOR_NAMESPACE, SAMPLES_DIR, Cluster, OperatorProcess, eventually
-from tests.e2e.test_k8s_ops import K8sOpsProcess
+from tests.e2e.servers import ServerProcess, clean_environment, start_server
 from tests.integration.gateway.harness import GatewayProcess, config_document, mcp_client, token, write_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -60,9 +57,9 @@ def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, p
     return write_kubeconfig(path, cluster.state.server, cluster.state.ca_cert, user=account, token=credential)
 
 
-def start_stand_in(config: Path, kubeconfig: Path, port: int, pod: str, namespace: str, log: Path) -> K8sOpsProcess:
+def start_stand_in(config: Path, kubeconfig: Path, port: int, pod: str, namespace: str, log: Path) -> ServerProcess:
     """`mcpfleet server k8s-ops` as the Pod would run it: the operator's config file, the Pod's identity."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "K8S_", "KUBECONFIG", "POD_"))}
+    environment = clean_environment("K8S_", "POD_")
     environment.update(
         {
             "KUBECONFIG": str(kubeconfig),  # the tool report
@@ -72,15 +69,7 @@ def start_stand_in(config: Path, kubeconfig: Path, port: int, pod: str, namespac
             "MCP_LOG_LEVEL": "INFO",
         }
     )
-    command = [str(Path(sys.executable).parent / "mcpfleet"), "server", "k8s-ops", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=environment
-        )
-    server = K8sOpsProcess(port, log, process)
-    server.wait_serving()
-    return server
+    return start_server("k8s-ops", log, environment, "--config", str(config), port=port)
 
 
 def gateway_reader(cluster: Cluster, path: Path) -> Path:
@@ -108,7 +97,7 @@ def cataloged_tools(cluster: Cluster, namespace: str) -> set[str]:
 
 
 @pytest.fixture
-def stand_in(cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path) -> Iterator[K8sOpsProcess]:
+def stand_in(cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path) -> Iterator[ServerProcess]:
     """The sample applied with kubectl, its Pod running on loopback as a real server process."""
     cluster.ok("apply", "-n", namespace, "-f", str(SAMPLES_DIR / "mcpserver.yaml"))
     port = free_port()  # the sample's 8080 may be taken on this machine: move the server to a free port
@@ -133,7 +122,7 @@ def stand_in(cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_pa
 
 
 def test_the_sample_reaches_clients_through_the_catalog_and_a_new_tool_follows(
-    cluster: Cluster, namespace: str, operator: OperatorProcess, stand_in: K8sOpsProcess, tmp_path: Path
+    cluster: Cluster, namespace: str, operator: OperatorProcess, stand_in: ServerProcess, tmp_path: Path
 ) -> None:
     names = eventually(lambda: cataloged_tools(cluster, namespace), within=60, what="the server in the catalog")
     assert "k8s:list_namespaces" in names
@@ -168,7 +157,7 @@ def test_the_sample_reaches_clients_through_the_catalog_and_a_new_tool_follows(
 
 
 async def _through_the_gateway(
-    gateway: GatewayProcess, stand_in: K8sOpsProcess, namespace: str, cluster: Cluster
+    gateway: GatewayProcess, stand_in: ServerProcess, namespace: str, cluster: Cluster
 ) -> None:
     admin = token("ada", ("admin",))
     changed = asyncio.Event()
@@ -206,7 +195,7 @@ def allow_writes(config: Path) -> None:
 
 
 def test_a_servers_account_may_write_only_its_own_report(
-    cluster: Cluster, namespace: str, stand_in: K8sOpsProcess, tmp_path: Path
+    cluster: Cluster, namespace: str, stand_in: ServerProcess, tmp_path: Path
 ) -> None:
     """RBAC grants patch on the namespace's Pods; the admission policy narrows it to the report on its own Pod."""
     pod = eventually(lambda: reported_pod(cluster, namespace), within=60, what="the stand-in's report on its Pod")

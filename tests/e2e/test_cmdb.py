@@ -10,27 +10,18 @@ the server makes is checked with kubectl.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 import yaml
-from mcp import Client, MCPError
-from mcp.client import ClientRequestContext
-from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
+from mcp import MCPError
 
-from mcpfleet_cli.devcluster.cluster import free_port
 from tests.e2e.conftest import Cluster, eventually
+from tests.e2e.servers import Mcp, ServerProcess, clean_environment, start_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,83 +35,16 @@ STATUS_REASON_ANNOTATION = "mcpfleet.io/asset-status-reason"
 # --------------------------------------------------------------------------------------------- server
 
 
-@dataclass
-class CmdbProcess:
-    """One `mcpfleet server cmdb` subprocess on a loopback port."""
-
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes]
-    checked_up_to: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def http_json(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_serving(self) -> None:
-        def up() -> bool:
-            assert self.process.poll() is None, f"the server exited:\n{self.log_text()[-3000:]}"
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                return bool(response.status == 200)
-
-        eventually(up, within=60, interval=0.2, what="cmdb server serving /health")
-
-    def assert_no_traceback(self) -> None:
-        """The log written since the last check holds no traceback (an unexpected error inside the server)."""
-        text = self.log_text()
-        fresh, self.checked_up_to = text[self.checked_up_to :], len(text)
-        if "Traceback" in fresh:
-            pytest.fail(f"the cmdb server logged a traceback:\n{fresh[-5000:]}", pytrace=False)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def start_server(kubeconfig: Path, log: Path) -> CmdbProcess:
-    port = free_port()
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("MCP_", "CMDB_", "K8S_", "KUBECONFIG"))
-    }
+def start_cmdb(kubeconfig: Path, log: Path) -> ServerProcess:
+    environment = clean_environment("CMDB_", "K8S_")
     environment.update({"CMDB_BACKEND": "kubernetes", "CMDB_KUBECONFIG_PATH": str(kubeconfig), "MCP_LOG_LEVEL": "INFO"})
-    command = ["server", "cmdb", "--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mcpfleet"), *command],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    server = CmdbProcess(port, log, process)
-    try:
-        server.wait_serving()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_server("cmdb", log, environment)
 
 
 @pytest.fixture(scope="module")
-def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CmdbProcess]:
+def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One admin-credentialed server for the module (the cmdb ServiceAccount's RBAC is tested elsewhere)."""
-    server = start_server(cluster.kubeconfig, tmp_path_factory.mktemp("cmdb") / "server.log")
+    server = start_cmdb(cluster.kubeconfig, tmp_path_factory.mktemp("cmdb") / "server.log")
     try:
         yield server
     finally:
@@ -129,7 +53,7 @@ def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def server(shared_server: CmdbProcess) -> Iterator[CmdbProcess]:
+def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
     """The shared server; the test fails if the server logged a traceback while it ran."""
     shared_server.assert_no_traceback()
     yield shared_server
@@ -140,69 +64,9 @@ def server(shared_server: CmdbProcess) -> Iterator[CmdbProcess]:
 # --------------------------------------------------------------------------------------------- client
 
 
-@dataclass
-class Mcp:
-    """A real MCP client over HTTP: one connection per call; confirmations answered with `answer`."""
-
-    server: CmdbProcess
-    answer: str = "accept"
-    asked: list[str] = field(default_factory=list)
-
-    async def _elicit(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        self.asked.append(params.message)
-        if self.answer == "accept":
-            return ElicitResult(action="accept", content={"confirm": True})
-        return ElicitResult(action="decline")
-
-    def call(self, tool: str, **arguments: Any) -> CallToolResult:
-        """The tool's result; a protocol error (invalid params) raises MCPError."""
-
-        async def run() -> CallToolResult | MCPError:
-            async with Client(self.server.url, elicitation_callback=self._elicit) as client:
-                try:
-                    return await client.call_tool(tool, arguments)
-                except MCPError as exc:  # returned, not raised: the client's task group would wrap it
-                    return exc
-
-        outcome = anyio.run(run)
-        if isinstance(outcome, MCPError):
-            raise outcome
-        return outcome
-
-    def ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = self.call(tool, **arguments)
-        assert not result.is_error, f"{tool} failed: {text_of(result)}"
-        assert isinstance(result.structured_content, dict)
-        return result.structured_content
-
-    def fails(self, tool: str, **arguments: Any) -> str:
-        result = self.call(tool, **arguments)
-        assert result.is_error, f"{tool} succeeded: {result.structured_content}"
-        return text_of(result)
-
-    def every_item(self, tool: str, **arguments: Any) -> list[dict[str, Any]]:
-        """All pages of a paged tool, following continue_token."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        for _ in range(200):
-            page = self.ok(tool, **arguments, **({"continue_token": token} if token else {}))
-            items += page["items"]
-            token = page["continue_token"]
-            if token is None:
-                return items
-        raise AssertionError(f"{tool} never stopped paging")
-
-    def ids(self, tool: str, **arguments: Any) -> list[str]:
-        return [item["id"] for item in self.every_item(tool, **arguments)]
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
 @pytest.fixture
-def mcp(server: CmdbProcess) -> Mcp:
-    return Mcp(server)
+def mcp(server: ServerProcess) -> Mcp:
+    return Mcp(server, max_pages=200)
 
 
 # --------------------------------------------------------------------------------------------- the app
@@ -347,7 +211,7 @@ def app(cluster: Cluster, namespace: str) -> Iterator[App]:
 # --------------------------------------------------------------------------------------------- 1. assets
 
 
-def test_the_server_is_ready_against_the_real_api_server(cluster: Cluster, server: CmdbProcess) -> None:
+def test_the_server_is_ready_against_the_real_api_server(cluster: Cluster, server: ServerProcess) -> None:
     status, body = server.http_json("/ready")
     assert status == 200, body
     assert body["type"] == "cmdb"
@@ -478,11 +342,11 @@ def test_topology_from_the_service_reaches_ingress_workload_pods_and_nodes(app: 
 # --------------------------------------------------------------------------------------------- 3. changes
 
 
-def test_a_status_change_is_confirmed_annotated_and_recorded(cluster: Cluster, app: App, server: CmdbProcess) -> None:
+def test_a_status_change_is_confirmed_annotated_and_recorded(cluster: Cluster, app: App, server: ServerProcess) -> None:
     ns = app.namespace
     web = app.id("deployment", "web")
 
-    declined = Mcp(server, answer="decline")
+    declined = Mcp(server, answer="decline", max_pages=200)
     message = declined.fails(
         "update_asset_status", asset_id=web, status="maintenance", reason="patching the base image"
     )
@@ -490,7 +354,7 @@ def test_a_status_change_is_confirmed_annotated_and_recorded(cluster: Cluster, a
     assert len(declined.asked) == 1
     assert STATUS_ANNOTATION not in (cluster.get("deployment", "web", "-n", ns)["metadata"].get("annotations") or {})
 
-    mcp = Mcp(server)
+    mcp = Mcp(server, max_pages=200)
     record = mcp.ok(
         "update_asset_status", asset_id=web, status="maintenance", reason="patching the base image", actor="alice"
     )

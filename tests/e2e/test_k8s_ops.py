@@ -8,15 +8,8 @@ kubelet and no scheduler run here: Pods stay Pending, so rollouts never finish a
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +22,12 @@ from mcp.types import (
     CallToolResult,
     CreateMessageRequestParams,
     CreateMessageResult,
-    ElicitRequestParams,
-    ElicitResult,
     TextContent,
 )
 
 from mcpfleet_cli.devcluster.cluster import free_port, write_kubeconfig
 from tests.e2e.conftest import SAMPLES_DIR, Cluster, OperatorProcess, eventually
+from tests.e2e.servers import Mcp, ServerProcess, clean_environment, start_server, text_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,93 +39,17 @@ PAGE_ITEMS = 7  # MCP_MAX_ITEMS of the shared server: 30 pods take five pages
 # --------------------------------------------------------------------------------------------- server
 
 
-@dataclass
-class K8sOpsProcess:
-    """One `mcpfleet server k8s-ops` subprocess on a loopback port."""
-
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes]
-    checked_up_to: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def http_json(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_serving(self) -> None:
-        def up() -> bool:
-            assert self.process.poll() is None, f"the server exited:\n{self.log_text()[-3000:]}"
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                return bool(response.status == 200)
-
-        eventually(up, within=60, interval=0.2, what="k8s-ops server serving /health")
-
-    def assert_no_traceback(self) -> None:
-        """The log written since the last check holds no traceback (an unexpected error inside the server)."""
-        text = self.log_text()
-        fresh, self.checked_up_to = text[self.checked_up_to :], len(text)
-        if "Traceback" in fresh:
-            pytest.fail(f"the k8s-ops server logged a traceback:\n{fresh[-5000:]}", pytrace=False)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def start_server(kubeconfig: Path, log: Path, **env: str) -> K8sOpsProcess:
-    port = free_port()
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("MCP_", "K8S_", "KUBECONFIG"))
-    }
+def start_k8s_ops(kubeconfig: Path, log: Path, **env: str) -> ServerProcess:
+    environment = clean_environment("K8S_")
     environment.update({"K8S_KUBECONFIG_PATH": str(kubeconfig), "MCP_LOG_LEVEL": "INFO", **env})
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mcpfleet"),
-                "server",
-                "k8s-ops",
-                "--transport",
-                "streamable-http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    server = K8sOpsProcess(port, log, process)
-    try:
-        server.wait_serving()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_server("k8s-ops", log, environment)
 
 
 @pytest.fixture(scope="module")
-def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sOpsProcess]:
+def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The admin-credentialed server most tests share (starting one costs a second or two)."""
     log = tmp_path_factory.mktemp("k8s-ops") / "server.log"
-    server = start_server(cluster.kubeconfig, log, MCP_MAX_ITEMS=str(PAGE_ITEMS), K8S_EXEC_ENABLED="true")
+    server = start_k8s_ops(cluster.kubeconfig, log, MCP_MAX_ITEMS=str(PAGE_ITEMS), K8S_EXEC_ENABLED="true")
     try:
         yield server
     finally:
@@ -142,7 +58,7 @@ def shared_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def server(shared_server: K8sOpsProcess) -> Iterator[K8sOpsProcess]:
+def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
     """The shared server; the test fails if the server logged a traceback while it ran."""
     shared_server.assert_no_traceback()
     yield shared_server
@@ -151,12 +67,12 @@ def server(shared_server: K8sOpsProcess) -> Iterator[K8sOpsProcess]:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[Callable[..., K8sOpsProcess]]:
+def own_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start a server with its own kubeconfig and settings; stopped (and checked) after the test."""
-    started: list[K8sOpsProcess] = []
+    started: list[ServerProcess] = []
 
-    def start(kubeconfig: Path, **env: str) -> K8sOpsProcess:
-        server = start_server(kubeconfig, tmp_path / f"server-{len(started)}.log", **env)
+    def start(kubeconfig: Path, **env: str) -> ServerProcess:
+        server = start_k8s_ops(kubeconfig, tmp_path / f"server-{len(started)}.log", **env)
         started.append(server)
         return server
 
@@ -170,72 +86,8 @@ def own_server(tmp_path: Path) -> Iterator[Callable[..., K8sOpsProcess]]:
 # --------------------------------------------------------------------------------------------- client
 
 
-@dataclass
-class Mcp:
-    """A real MCP client over HTTP: one connection per call; confirmations answered with `answer`."""
-
-    server: K8sOpsProcess
-    answer: str = "accept"
-    asked: list[str] = field(default_factory=list)
-
-    async def _elicit(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        self.asked.append(params.message)
-        if self.answer == "accept":
-            return ElicitResult(action="accept", content={"confirm": True})
-        return ElicitResult(action="decline")
-
-    def call(self, tool: str, **arguments: Any) -> CallToolResult:
-        """The tool's result; a protocol error (invalid params) raises MCPError."""
-
-        async def run() -> CallToolResult | MCPError:
-            async with Client(self.server.url, elicitation_callback=self._elicit) as client:
-                try:
-                    return await client.call_tool(tool, arguments)
-                except MCPError as exc:  # returned, not raised: the client's task group would wrap it
-                    return exc
-
-        outcome = anyio.run(run)
-        if isinstance(outcome, MCPError):
-            raise outcome
-        return outcome
-
-    def ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = self.call(tool, **arguments)
-        assert not result.is_error, f"{tool} failed: {text_of(result)}"
-        assert isinstance(result.structured_content, dict)
-        return result.structured_content
-
-    def fails(self, tool: str, **arguments: Any) -> str:
-        result = self.call(tool, **arguments)
-        assert result.is_error, f"{tool} succeeded: {result.structured_content}"
-        return text_of(result)
-
-    def every_item(self, tool: str, **arguments: Any) -> list[dict[str, Any]]:
-        """All pages of a paged list tool, following continue_token."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        for _ in range(100):
-            page = self.ok(tool, **arguments, **({"continue_token": token} if token else {}))
-            items += page["items"]
-            token = page["continue_token"]
-            if token is None:
-                return items
-        raise AssertionError(f"{tool} never stopped paging")
-
-    def tool_names(self) -> list[str]:
-        async def run() -> list[str]:
-            async with Client(self.server.url) as client:
-                return [tool.name for tool in (await client.list_tools()).tools]
-
-        return anyio.run(run)
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
 @pytest.fixture
-def mcp(server: K8sOpsProcess) -> Mcp:
+def mcp(server: ServerProcess) -> Mcp:
     return Mcp(server)
 
 
@@ -544,7 +396,7 @@ def test_apply_manifest_dry_runs_on_the_server_then_applies_and_delete_removes(
     assert "not found" in mcp.fails("delete_resource", kind="ConfigMap", name="applied", namespace=namespace)
 
 
-def test_a_declined_confirmation_changes_nothing(cluster: Cluster, namespace: str, server: K8sOpsProcess) -> None:
+def test_a_declined_confirmation_changes_nothing(cluster: Cluster, namespace: str, server: ServerProcess) -> None:
     create(cluster, namespace, deployment("keep", 1))
     pods_of(cluster, namespace, "keep", 1)
     before = cluster.get("deployment", "keep", "-n", namespace)
@@ -626,7 +478,7 @@ def test_generated_deployments_are_validated_by_a_real_server_side_dry_run(
 
 
 def test_a_deployment_described_in_words_is_written_by_the_clients_model_and_validated(
-    cluster: Cluster, namespace: str, server: K8sOpsProcess
+    cluster: Cluster, namespace: str, server: ServerProcess
 ) -> None:
     answer = (
         "Here it is:\n```yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: described\n"
@@ -662,7 +514,7 @@ def test_a_deployment_described_in_words_is_written_by_the_clients_model_and_val
 
 
 def test_least_privilege_service_account_reads_but_cannot_scale_or_see_secrets(
-    cluster: Cluster, namespace: str, operator: OperatorProcess, own_server: Callable[..., K8sOpsProcess]
+    cluster: Cluster, namespace: str, operator: OperatorProcess, own_server: Callable[..., ServerProcess]
 ) -> None:
     secret_value = f"rbac-{uuid.uuid4().hex}"
     create(
@@ -830,7 +682,7 @@ def test_changes_in_a_protected_namespace_are_refused(cluster: Cluster, mcp: Mcp
 # --------------------------------------------------------------------------------------------- 7. probes
 
 
-def test_ready_reports_the_real_api_server(cluster: Cluster, server: K8sOpsProcess) -> None:
+def test_ready_reports_the_real_api_server(cluster: Cluster, server: ServerProcess) -> None:
     status, body = server.http_json("/ready")
     assert status == 200
     assert body["ready"] is True
@@ -847,7 +699,7 @@ def test_ready_reports_the_real_api_server(cluster: Cluster, server: K8sOpsProce
 
 
 def test_an_unreachable_api_server_is_reported_not_fatal(
-    cluster: Cluster, tmp_path: Path, own_server: Callable[..., K8sOpsProcess]
+    cluster: Cluster, tmp_path: Path, own_server: Callable[..., ServerProcess]
 ) -> None:
     closed = f"https://127.0.0.1:{free_port()}"
     kubeconfig = write_kubeconfig(
