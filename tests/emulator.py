@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import dicts, enums, rendering
+import pytest
+from kmock._internal import dicts, enums, parsing, rendering
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
@@ -167,3 +168,30 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     info.categories = {"mcpfleet"}
     info.subresources = {"status"}
     info.verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+
+def store_object(
+    emulator: ApiServerEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1"
+) -> None:
+    """Store an object directly (as if created), stamped like the emulator stamps creations: fast fixtures."""
+    meta = obj.setdefault("metadata", {})
+    emulator._stamp_new(obj, meta.get("namespace"))
+    emulator.objects[
+        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
+    ] = obj
+
+
+_parse_path = parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
+    """kmock 0.8 reads /api/v1/namespaces[/NAME] as a namespace prefix and fails; these are Namespace objects."""
+    parts = path.strip("/").split("/")
+    if parts[:1] == ["api"] and len(parts) in (3, 4) and parts[2] == "namespaces":
+        return parsing.ParsedPath("", parts[1], "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _parse_path(path)
+
+
+def serve_namespace_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the emulator serve Namespace objects at /api/v1/namespaces (for servers that read namespaces)."""
+    monkeypatch.setattr(parsing, "parse_path", _parse_path_with_namespaces)

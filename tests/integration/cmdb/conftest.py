@@ -9,41 +9,24 @@ from typing import Any
 
 import kmock
 import pytest
-from kmock._internal import parsing
 
 from mcpfleet_servers.base.app import FleetServer, build_server
 from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.cmdb.server import CmdbServer
 from mcpfleet_servers.cmdb.settings import CmdbSettings
-from tests.emulator import ApiServerEmulator, declare_resources
+from tests.emulator import ApiServerEmulator, declare_resources, serve_namespace_objects, store_object
 
 pytestmark = pytest.mark.integration
-
-_parse_path = parsing.parse_path
-
-
-def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
-    """kmock 0.8 reads /api/v1/namespaces[/NAME] as a namespace prefix and fails; these are Namespace objects."""
-    parts = path.strip("/").split("/")
-    if parts[:1] == ["api"] and len(parts) in (3, 4) and parts[2] == "namespaces":
-        return parsing.ParsedPath("", parts[1], "namespaces", None, parts[3] if len(parts) == 4 else None, None)
-    return _parse_path(path)
 
 
 @pytest.fixture
 def emulator(kmock: ApiServerEmulator, monkeypatch: pytest.MonkeyPatch) -> ApiServerEmulator:
-    monkeypatch.setattr(parsing, "parse_path", _parse_path_with_namespaces)
+    serve_namespace_objects(monkeypatch)
     declare_resources(kmock)
     return kmock
 
 
-def put(emulator: ApiServerEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1") -> None:
-    """Store an object directly (as if created), stamped like the emulator stamps creations."""
-    meta = obj.setdefault("metadata", {})
-    emulator._stamp_new(obj, meta.get("namespace"))
-    emulator.objects[
-        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
-    ] = obj
+put = store_object
 
 
 def stored(emulator: ApiServerEmulator, plural: str, namespace: str | None, name: str, group: str = "") -> Any:

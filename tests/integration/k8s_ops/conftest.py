@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp.web
 import attrs
 import pytest
-from kmock._internal import dicts, enums, parsing, rendering
+from kmock._internal import dicts, enums, rendering
 
 from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_servers.base.app import FleetServer, build_server
@@ -31,7 +31,7 @@ from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.k8s_ops.client import labels_match
 from mcpfleet_servers.k8s_ops.server import K8sOpsServer
 from mcpfleet_servers.k8s_ops.settings import K8sOpsSettings
-from tests.emulator import APPLY_PATCH, ApiServerEmulator, declare_resources
+from tests.emulator import APPLY_PATCH, ApiServerEmulator, declare_resources, serve_namespace_objects, store_object
 
 pytestmark = pytest.mark.integration
 
@@ -128,20 +128,9 @@ def kmock_options() -> dict[str, Any]:
     return {"cls": K8sOpsEmulator}
 
 
-_parse_path = parsing.parse_path
-
-
-def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
-    """kmock 0.8 reads /api/v1/namespaces[/NAME] as a namespace prefix and fails; these are Namespace objects."""
-    parts = path.strip("/").split("/")
-    if parts[:1] == ["api"] and len(parts) in (3, 4) and parts[2] == "namespaces":
-        return parsing.ParsedPath("", parts[1], "namespaces", None, parts[3] if len(parts) == 4 else None, None)
-    return _parse_path(path)
-
-
 @pytest.fixture
 def emulator(kmock: K8sOpsEmulator, monkeypatch: pytest.MonkeyPatch) -> K8sOpsEmulator:
-    monkeypatch.setattr(parsing, "parse_path", _parse_path_with_namespaces)
+    serve_namespace_objects(monkeypatch)
     declare_resources(kmock)
     return kmock
 
@@ -202,15 +191,7 @@ async def call(server: K8sOpsServer, tool: str, **kwargs: Any) -> Any:
     return await server.toolset()[tool].fn(**kwargs)
 
 
-def put(emulator: K8sOpsEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1") -> None:
-    """Store an object directly (as if created), stamped like the emulator stamps creations."""
-    import kmock  # noqa: PLC0415 - the fixture module is imported before kmock is needed
-
-    meta = obj.setdefault("metadata", {})
-    emulator._stamp_new(obj, meta.get("namespace"))
-    emulator.objects[
-        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
-    ] = obj
+put = store_object
 
 
 def pod(name: str, namespace: str = "team-a", node: str | None = "node-1", **extra: Any) -> dict[str, Any]:

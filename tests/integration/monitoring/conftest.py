@@ -7,7 +7,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import kmock
 import pytest
 from mcp import Client, MCPError
 from mcp.types import CallToolResult, TextContent
@@ -16,7 +15,7 @@ from mcpfleet_servers.base.app import FleetServer, build_server
 from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.monitoring.server import MonitoringServer
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
-from tests.emulator import ApiServerEmulator
+from tests.emulator import ApiServerEmulator, store_object
 from tests.integration.conftest import eventually
 from tests.prometheus_stack import SERIES_COUNT, PrometheusStack, running_prometheus_stack
 
@@ -108,13 +107,7 @@ class Session:
         raise AssertionError(f"{tool} accepted {arguments}")
 
 
-def put(emulator: ApiServerEmulator, plural: str, obj: dict[str, Any], group: str = "", version: str = "v1") -> None:
-    """Store an object in kmock's emulator as if created (stamped like its creations)."""
-    meta = obj.setdefault("metadata", {})
-    emulator._stamp_new(obj, meta.get("namespace"))
-    emulator.objects[
-        (kmock.resource(group=group, version=version, plural=plural), meta.get("namespace"), meta["name"])
-    ] = obj
+put = store_object
 
 
 def service_with_slice(
