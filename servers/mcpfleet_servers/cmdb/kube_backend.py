@@ -7,23 +7,19 @@ BackendUnavailable, 404 -> NotFound naming the asset, 403 -> Refused naming the 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import socket
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from mcpfleet_servers.base.kube import api_client
+from mcpfleet_servers.base.kube import api_client, call_json
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget, Page, paginate, query_fingerprint
-from mcpfleet_servers.base.redact import redact_text
-from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, Refused, ToolFailure
+from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, ToolFailure
 from mcpfleet_servers.cmdb.backend import PageRequest
 from mcpfleet_servers.cmdb.changes import event_record, revision_records
 from mcpfleet_servers.cmdb.kinds import (
@@ -121,43 +117,21 @@ class KubernetesCmdb:
             raise BackendUnavailable(
                 "Kubernetes API", f"no usable kubeconfig or in-cluster credentials: {self._config_error}"
             )
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        try:
-            result = await self._api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                response_types_map={200: "object", 201: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=request_timeout or self._settings.request_timeout_seconds,
-            )
-        except ApiException as exc:
-            raise self._classify(int(exc.status or 0), exc.body, what, verb, path) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(self._server, redact_text(str(exc) or type(exc).__name__)) from None
-        return result if isinstance(result, dict) else {}
-
-    def _classify(self, status: int, body: Any, what: str, verb: str, path: str) -> ToolFailure:
-        try:
-            message = str(json.loads(body or "{}").get("message") or f"HTTP {status}")
-        except (TypeError, ValueError, AttributeError):
-            message = f"HTTP {status}"
-        message = redact_text(message)
-        if status == 404:
-            return NotFound(f"{what} not found ({message})")
-        if status in (401, 403):
-            return Refused(
+        return await call_json(
+            self._api,
+            method,
+            path,
+            what=what,
+            server=self._server,
+            denied=lambda message: (
                 f"the server's ServiceAccount may not {verb} {path}: {message}. Grant it in the MCPServer's "
                 "spec.rbac (see docs/cmdb.md for the rules the kubernetes backend needs)."
-            )
-        if status >= 500 or status in (0, 429):
-            return BackendUnavailable(self._server, f"HTTP {status}: {message}")
-        return ToolFailure(f"{what}: HTTP {status}: {message}")
+            ),
+            request_timeout=request_timeout or self._settings.request_timeout_seconds,
+            query=query,
+            body=body,
+            content_type=content_type,
+        )
 
     async def _list(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
         limit = self._settings.max_objects_per_kind

@@ -6,18 +6,15 @@ says that the Kubernetes part is missing instead of failing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from mcpfleet_servers.base.kube import api_client
+from mcpfleet_servers.base.kube import api_client, call_json
 from mcpfleet_servers.base.redact import redact_text
-from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, Refused, ToolFailure
+from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, Refused
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
 
 # EndpointSlices of one Service: a few per hundred endpoints; this bounds a pathological answer.
@@ -149,36 +146,16 @@ class ServiceCluster:
     async def _get(self, path: str, what: str, query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         if self._api is None:
             raise BackendUnavailable("Kubernetes API", self.missing_reason)
-        try:
-            result = await self._api.call_api(
-                path,
-                "GET",
-                query_params=query or [],
-                header_params={"Accept": "application/json"},
-                response_types_map={200: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=self._settings.request_timeout_seconds,
-            )
-        except ApiException as exc:
-            raise self._classify(int(exc.status or 0), exc.body, what, path) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(self.label, redact_text(str(exc) or type(exc).__name__)) from None
-        return result if isinstance(result, dict) else {}
-
-    def _classify(self, status: int, body: Any, what: str, path: str) -> ToolFailure:
-        try:
-            message = str(json.loads(body or "{}").get("message") or f"HTTP {status}")
-        except (TypeError, ValueError, AttributeError):
-            message = f"HTTP {status}"
-        message = redact_text(message)
-        if status == 404:
-            return NotFound(f"{what} not found ({message})")
-        if status in (401, 403):
-            return Refused(
+        return await call_json(
+            self._api,
+            "GET",
+            path,
+            what=what,
+            server=self.label,
+            denied=lambda message: (
                 f"the server's ServiceAccount may not read {path}: {message}; the MCPServer's rbac preset "
                 "(read-only) grants services, endpoints and endpointslices"
-            )
-        if status >= 500 or status in (0, 429):
-            return BackendUnavailable(self.label, f"HTTP {status}: {message}")
-        return ToolFailure(f"{what}: HTTP {status}: {message}")
+            ),
+            request_timeout=self._settings.request_timeout_seconds,
+            query=query,
+        )
