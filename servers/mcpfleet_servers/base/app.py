@@ -485,7 +485,7 @@ class FleetServer:
         return governed_tool
 
     def _count_invalid(self, tool_name: str) -> None:
-        self.metrics.calls.labels(tool=tool_name, outcome="invalid").inc()
+        self._count_call(tool_name, "invalid")
         self.metrics.errors.labels(tool=tool_name, kind="invalid_argument").inc()
 
     def _risk_resolver(self, tool: ToolDef, argument_names: list[str]) -> Callable[..., Awaitable[Risk]]:
@@ -545,7 +545,7 @@ class FleetServer:
                     raise invalid_params(exc.field, exc.message, **exc.details) from None
                 except ToolFailure as exc:
                     metrics.refusals.labels(tool=tool.name, reason="policy").inc()
-                    metrics.calls.labels(tool=tool.name, outcome="refused").inc()
+                    self._count_call(tool.name, "refused", risk)
                     raise ToolError(redact_text(str(exc))) from None
             if can_confirm(ctx):
                 return Elicit(
@@ -561,7 +561,7 @@ class FleetServer:
                 )
                 return Confirmation(confirm=True)
             metrics.refusals.labels(tool=tool.name, reason="unconfirmable").inc()
-            metrics.calls.labels(tool=tool.name, outcome="refused").inc()
+            self._count_call(tool.name, "refused", risk)
             raise ToolError(
                 f"{tool.name} is {risk} risk and needs the user's confirmation, but this client cannot show one "
                 "(no MCP elicitation support on this connection); nothing was done. Use a client that supports "
@@ -590,7 +590,7 @@ class FleetServer:
         if answer is not None and not (isinstance(answer, AcceptedElicitation) and answer.data.confirm):
             action = getattr(answer, "action", "decline")
             metrics.refusals.labels(tool=name, reason="declined").inc()
-            metrics.calls.labels(tool=name, outcome="refused").inc()
+            self._count_call(name, "refused", risk)
             verb = "cancelled" if action == "cancel" else "declined"
             raise ToolError(f"The user {verb} the confirmation: {name} was not run and nothing changed.")
 
@@ -605,14 +605,14 @@ class FleetServer:
         limit = self.settings.max_output_bytes
         if size > limit:
             metrics.refusals.labels(tool=name, reason="output_budget").inc()
-            metrics.calls.labels(tool=name, outcome="refused").inc()
+            self._count_call(name, "refused", risk)
             hint = " or pass a smaller limit and follow continue_token" if "limit" in _parameters(tool) else ""
             raise ToolError(
                 f"The result of {name} is {size} bytes, more than this server returns at once "
                 f"({limit} bytes, MCP_MAX_OUTPUT_BYTES), so it was not returned. Narrow the query "
                 f"(a namespace, a name, a selector, a shorter time range){hint}."
             )
-        metrics.calls.labels(tool=name, outcome="ok").inc()
+        self._count_call(name, "ok", risk)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=payload)
 
     async def _run_body(self, tool: ToolDef, adapter: TypeAdapter[Any], arguments: dict[str, Any], risk: Risk) -> Any:
@@ -629,36 +629,43 @@ class FleetServer:
                 raise
             raise error from exc
         if scope.cancelled_caught:
-            self._count_failure(name, "timeout")
+            self._count_failure(name, "timeout", risk=risk)
             raise ToolError(
                 f"{name} did not finish within {timeout:g} s (MCP_CALL_TIMEOUT_SECONDS) and was stopped; "
                 "its effect, if any, is unknown. Narrow the request or try again later."
             )
         return redact_value(payload)
 
-    def _count_failure(self, name: str, kind: str, outcome: str = "error") -> None:
+    def _count_call(self, name: str, outcome: str, risk: Risk | None = None) -> None:
+        """Count one call; without the call's own risk (it failed before it was assessed), the declared one."""
+        if risk is None:
+            entry = self._governed.get(name)
+            risk = entry[0].traits.risk if entry else None
+        self.metrics.calls.labels(tool=name, risk=risk.value if risk else "unknown", outcome=outcome).inc()
+
+    def _count_failure(self, name: str, kind: str, outcome: str = "error", risk: Risk | None = None) -> None:
         self.metrics.errors.labels(tool=name, kind=kind).inc()
-        self.metrics.calls.labels(tool=name, outcome=outcome).inc()
+        self._count_call(name, outcome, risk)
 
     def _classified(self, name: str, exc: Exception, risk: Risk | None = None) -> Exception:
         """What the client is told of ``exc`` from a tool's body or risk_for hook (counted; messages redacted)."""
         if isinstance(exc, InvalidArgument):
-            self._count_failure(name, "invalid_argument", "invalid")
+            self._count_failure(name, "invalid_argument", "invalid", risk=risk)
             return invalid_params(exc.field, exc.message, **exc.details)
         if isinstance(exc, MCPError):
-            self._count_failure(name, "protocol")
+            self._count_failure(name, "protocol", risk=risk)
             return exc
         if isinstance(exc, Refused):
-            self._count_failure(name, "refused", "refused")
+            self._count_failure(name, "refused", "refused", risk=risk)
             self.metrics.refusals.labels(tool=name, reason="policy").inc()
         elif isinstance(exc, BackendUnavailable):
-            self._count_failure(name, "backend_unavailable")
+            self._count_failure(name, "backend_unavailable", risk=risk)
         elif isinstance(exc, NotFound):
-            self._count_failure(name, "not_found")
+            self._count_failure(name, "not_found", risk=risk)
         elif isinstance(exc, ToolFailure | ToolError):
-            self._count_failure(name, "tool_failure")
+            self._count_failure(name, "tool_failure", risk=risk)
         else:
-            self._count_failure(name, "internal")
+            self._count_failure(name, "internal", risk=risk)
             correlation = uuid.uuid4().hex[:12]
             at_risk = f" ({risk} risk)" if risk is not None else ""
             logger.error("tool %s%s failed unexpectedly (correlation id %s)", name, at_risk, correlation, exc_info=exc)

@@ -15,8 +15,9 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter(
             "mcpfleet_tool_calls",
-            "Tool calls by tool and outcome (ok, error, refused, invalid).",
-            ["tool", "outcome"],
+            "Tool calls by tool, risk (SAFE, MEDIUM, HIGH: the call's own, which risk_for may raise above the "
+            "declared one) and outcome (ok, error, refused, invalid).",
+            ["tool", "risk", "outcome"],
             registry=self.registry,
         )
         self.errors = Counter(

@@ -194,6 +194,10 @@ async def test_risk_hook_raises_the_call_to_high_for_production_only(
     assert question.startswith("Confirm the HIGH-risk call update_asset_status (Update asset status) with ")
     assert '"environment": "production"' in question
     assert "call of update_asset_status is HIGH risk (declared MEDIUM) for its arguments" in server_log.getvalue()
+    # Metrics count each call at its own risk, so HIGH-risk activity is visible as such.
+    metrics = server.metrics.render().decode()
+    assert 'mcpfleet_tool_calls_total{outcome="ok",risk="MEDIUM",tool="update_asset_status"} 2.0' in metrics
+    assert 'mcpfleet_tool_calls_total{outcome="ok",risk="HIGH",tool="update_asset_status"} 1.0' in metrics
 
     # The catalog sees the declared risk: the listing is the same for every call.
     tool = listed["update_asset_status"]
@@ -214,6 +218,9 @@ async def test_declined_production_call_does_nothing(make_assets: MakeAssets, mo
     assert result.is_error
     assert "declined the confirmation: update_asset_status was not run and nothing changed" in _text(result)
     assert _module(server).changed == []
+    assert 'mcpfleet_tool_calls_total{outcome="refused",risk="HIGH",tool="update_asset_status"} 1.0' in (
+        server.metrics.render().decode()
+    )
 
 
 async def test_a_risk_hook_never_lowers_the_declared_risk(make_assets: MakeAssets) -> None:

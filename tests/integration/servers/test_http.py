@@ -66,7 +66,7 @@ async def test_streamable_http_end_to_end(make_server: MakeServer, server_env: p
             assert body["backend"] == {"name": "Demo API at http://demo.invalid", "reachable": True, "detail": ""}
             metrics = await http.get("/metrics")
             assert metrics.status_code == 200
-            assert 'mcpfleet_tool_calls_total{outcome="ok",tool="list_items"} 1.0' in metrics.text
+            assert 'mcpfleet_tool_calls_total{outcome="ok",risk="SAFE",tool="list_items"} 1.0' in metrics.text
             assert "mcpfleet_backend_up 1.0" in metrics.text
 
             foreign = await http.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Host": "evil.example.com"})
@@ -154,7 +154,7 @@ async def test_stdio_transport_with_http_probes() -> None:
             ready = await http.get(f"http://127.0.0.1:{port}/ready")
             assert ready.json()["transport"] == "stdio"
             metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
-            assert 'mcpfleet_tool_calls_total{outcome="ok",tool="connection"} 1.0' in metrics.text
+            assert 'mcpfleet_tool_calls_total{outcome="ok",risk="SAFE",tool="connection"} 1.0' in metrics.text
             assert (await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE)).status_code == 404
 
 

@@ -150,7 +150,7 @@ async def test_bad_arguments_are_invalid_params_naming_the_field(
     assert says in error.message
     assert error.data["field"] == field
     assert error.data["errors"][0]["field"] == field
-    assert 'outcome="invalid",tool="scale"' in server.metrics.render().decode()
+    assert 'outcome="invalid",risk="MEDIUM",tool="scale"' in server.metrics.render().decode()
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -399,7 +399,7 @@ async def test_metrics_count_calls_outcomes_and_latency(make_server: MakeServer)
         await client.call_tool("list_items", {"prefix": "item-00"})
         await client.call_tool("backend_down", {})
     text = server.metrics.render().decode()
-    assert 'mcpfleet_tool_calls_total{outcome="ok",tool="list_items"} 2.0' in text
-    assert 'mcpfleet_tool_calls_total{outcome="error",tool="backend_down"} 1.0' in text
+    assert 'mcpfleet_tool_calls_total{outcome="ok",risk="SAFE",tool="list_items"} 2.0' in text
+    assert 'mcpfleet_tool_calls_total{outcome="error",risk="SAFE",tool="backend_down"} 1.0' in text
     assert 'mcpfleet_tool_call_duration_seconds_count{tool="list_items"} 2.0' in text
     assert "mcpfleet_tools 11.0" in text
