@@ -166,9 +166,23 @@ class MonitoringConfig(CRDModel):
         max_length=2048,
         pattern=HTTP_URL,
     )
+    prometheus_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding a bearer token for Prometheus (e.g. behind an auth proxy or a hosted service); "
+            "mounted as a file, never put in env."
+        ),
+    )
+    alertmanager_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a bearer token for Alertmanager; mounted as a file, never put in env.",
+    )
     grafana_token_secret: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding a Grafana service-account token; mounted as a file, never put in env.",
+    )
+    grafana_org_id: int | None = Field(
+        default=None, ge=1, description="Grafana organization the tools act in (sent as X-Grafana-Org-Id)."
     )
 
 

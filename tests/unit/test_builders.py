@@ -270,6 +270,36 @@ def test_custom_server_probes_its_health_path_and_mounts_secrets_readably() -> N
     assert {"configMapRef": {"name": "tickets-config"}} in server["envFrom"]
 
 
+def test_monitoring_backend_tokens_are_mounted_as_files_and_named_in_the_config() -> None:
+    spec = parse_spec(
+        {
+            "type": "monitoring",
+            "config": {
+                "monitoring": {
+                    "prometheusUrl": "https://prometheus.example",
+                    "alertmanagerUrl": "https://alertmanager.example",
+                    "grafanaUrl": "https://grafana.example",
+                    "prometheusTokenSecret": {"name": "observability", "key": "prometheus"},
+                    "alertmanagerTokenSecret": {"name": "observability", "key": "alertmanager"},
+                    "grafanaTokenSecret": {"name": "grafana-token", "key": "token"},
+                    "grafanaOrgId": 4,
+                }
+            },
+        }
+    )
+    children = build_children(Owner("monitoring", NAMESPACE, "uid-mon"), spec, BuildDefaults())
+    server = container(children)
+    mounted = {mount["mountPath"] for mount in server["volumeMounts"] if mount["name"].startswith("secret-")}
+    # One volume per Secret, whichever backends share it; tokens are never in the environment.
+    assert mounted == {"/var/run/secrets/mcpfleet/observability", "/var/run/secrets/mcpfleet/grafana-token"}
+    assert not any("TOKEN" in var["name"] for var in server["env"])
+    config_map = children[CONFIG_MAP]
+    assert config_map is not None
+    block = yaml.safe_load(next(iter(config_map["data"].values())))["config"]["monitoring"]
+    assert block["prometheusTokenSecret"] == {"name": "observability", "key": "prometheus"}
+    assert block["grafanaOrgId"] == 4
+
+
 def test_custom_server_without_health_path_gets_a_tcp_probe() -> None:
     spec = parse_spec({"type": "custom", "image": "example.com/mcp:1"})
     server = container(build_children(Owner("plain", NAMESPACE, "uid-plain"), spec, BuildDefaults()))

@@ -225,8 +225,13 @@ def _secret_volumes(spec: MCPServerSpec) -> tuple[list[dict[str, Any]], list[dic
         path = ref.mount_path or f"{SECRETS_DIR}/{ref.name}"
         mounts[ref.name] = (path, {"secretName": ref.name})
     config = spec.config
+    monitoring = config.monitoring if config else None
     token_refs = [
-        config.monitoring.grafana_token_secret if config and config.monitoring else None,
+        *(
+            (monitoring.prometheus_token_secret, monitoring.alertmanager_token_secret, monitoring.grafana_token_secret)
+            if monitoring
+            else ()
+        ),
         config.cmdb.token_secret if config and config.cmdb else None,
     ]
     for token in token_refs:

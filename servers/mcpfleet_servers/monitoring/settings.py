@@ -13,11 +13,12 @@ from pydantic.alias_generators import to_snake
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MON_"
-# Where the operator mounts spec.config.monitoring.grafanaTokenSecret (operator builders: SECRETS_DIR/<name>).
+# Where the operator mounts spec.config.monitoring.<backend>TokenSecret (operator builders: SECRETS_DIR/<name>).
 SECRETS_DIR = Path("/var/run/secrets/mcpfleet")
 _URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
 # config.monitoring keys this module reads (the CRD's typed block); readOnly/requireConfirmation are the base's.
-_BLOCK_FIELDS = ("prometheus_url", "alertmanager_url", "grafana_url")
+_BLOCK_FIELDS = ("prometheus_url", "alertmanager_url", "grafana_url", "grafana_org_id")
+_BACKENDS = ("prometheus", "alertmanager", "grafana")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class MonitoringSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_credential_per_backend(self) -> Self:
-        for backend in ("prometheus", "alertmanager", "grafana"):
+        for backend in _BACKENDS:
             given = [
                 f"{ENV_PREFIX}{backend.upper()}_{kind.upper()}"
                 for kind in ("token", "token_file", "username")
@@ -113,7 +114,8 @@ class MonitoringSettings(BaseSettings):
         """Settings from the operator's config.json (``{"config": {"monitoring": {...}}}``) with MON_* on top.
 
         The file gives defaults; a MON_* variable that is set wins, as do explicit overrides.
-        ``grafanaTokenSecret`` (a Secret the operator mounts as a file) becomes the Grafana token file.
+        ``<backend>TokenSecret`` (a Secret the operator mounts as a file) becomes that backend's token file,
+        unless the environment gives that backend a token or a user.
         """
         block: Mapping[str, Any] = {}
         if config:
@@ -125,15 +127,15 @@ class MonitoringSettings(BaseSettings):
             field = to_snake(key)
             if field in _BLOCK_FIELDS and value is not None:
                 values[field] = value
-        secret = block.get("grafanaTokenSecret")
-        if isinstance(secret, Mapping) and secret.get("name") and secret.get("key"):
-            values["grafana_token_file"] = SECRETS_DIR / str(secret["name"]) / str(secret["key"])
+        for backend in _BACKENDS:
+            secret = block.get(f"{backend}TokenSecret")
+            if isinstance(secret, Mapping) and secret.get("name") and secret.get("key"):
+                values[f"{backend}_token_file"] = SECRETS_DIR / str(secret["name"]) / str(secret["key"])
         kept = {name: value for name, value in values.items() if f"{ENV_PREFIX}{name}".upper() not in set_in_env}
-        if (
-            "grafana_token_file" in kept
-            and {f"{ENV_PREFIX}GRAFANA_TOKEN", f"{ENV_PREFIX}GRAFANA_USERNAME"} & set_in_env
-        ):
-            del kept["grafana_token_file"]  # a credential from the environment replaces the mounted Secret
+        for backend in _BACKENDS:
+            from_env = {f"{ENV_PREFIX}{backend}_TOKEN".upper(), f"{ENV_PREFIX}{backend}_USERNAME".upper()}
+            if from_env & set_in_env:
+                kept.pop(f"{backend}_token_file", None)  # a credential from the environment replaces the Secret
         return cls(**{**kept, **overrides})
 
     def backends(self) -> list[BackendConfig]:

@@ -54,6 +54,27 @@ def test_a_variable_that_is_set_wins_over_the_file(monkeypatch: pytest.MonkeyPat
     assert "glsa_secret" not in str(settings.backends())
 
 
+def test_each_backends_mounted_token_becomes_its_token_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    block = dict(CONFIG["config"]["monitoring"])
+    block["prometheusTokenSecret"] = {"name": "observability", "key": "prometheus"}
+    block["alertmanagerTokenSecret"] = {"name": "observability", "key": "alertmanager"}
+    block["grafanaOrgId"] = 4
+    settings = MonitoringSettings.from_config({"config": {"monitoring": block}})
+    auths = {backend.name: backend.auth for backend in settings.backends()}
+    assert auths["Prometheus"].token_file == SECRETS_DIR / "observability" / "prometheus"
+    assert auths["Alertmanager"].token_file == SECRETS_DIR / "observability" / "alertmanager"
+    assert auths["Grafana"].token_file == SECRETS_DIR / "grafana-token" / "token"
+    assert auths["Grafana"].org_id == 4
+
+    # Basic auth from the environment replaces only that backend's mounted token.
+    monkeypatch.setenv("MON_PROMETHEUS_USERNAME", "reader")
+    monkeypatch.setenv("MON_PROMETHEUS_PASSWORD", "pw")
+    settings = MonitoringSettings.from_config({"config": {"monitoring": block}})
+    auths = {backend.name: backend.auth for backend in settings.backends()}
+    assert (auths["Prometheus"].token_file, auths["Prometheus"].username) == (None, "reader")
+    assert auths["Alertmanager"].token_file == SECRETS_DIR / "observability" / "alertmanager"
+
+
 def test_without_a_prometheus_url_the_variable_is_named() -> None:
     with pytest.raises(ValidationError) as caught:
         MonitoringSettings.from_config(None)
