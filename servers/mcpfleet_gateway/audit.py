@@ -14,40 +14,29 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from mcpfleet_contracts.audit import AuditEvent, AuditRecord, Decision
 from mcpfleet_servers.base.redact import redact_value
 
+# The record models are the shared contract (mcpfleet_contracts.audit); re-exported for the gateway's callers.
+__all__ = [
+    "GENESIS",
+    "AuditChain",
+    "AuditEvent",
+    "AuditRecord",
+    "Decision",
+    "VerifyResult",
+    "event",
+    "now",
+    "read_lines",
+    "record_hash",
+    "verify",
+]
+
 GENESIS = "0" * 64
-Decision = Literal["allowed", "denied", "rate-limited", "error"]
-
-
-class AuditEvent(BaseModel):
-    """What happened, before it is chained: one per call and one per denial."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    time: str = Field(description="UTC, ISO 8601 with microseconds.")
-    request_id: str
-    subject: str = Field(description="Who: the token's subject or the API key's name; 'anonymous' if allowed.")
-    roles: tuple[str, ...] = ()
-    client_address: str | None = None
-    tool: str | None = Field(default=None, description="Qualified tool name, e.g. k8s:scale_deployment.")
-    arguments: dict[str, Any] = Field(default_factory=dict, description="With secrets redacted.")
-    decision: Decision
-    reason: str | None = Field(default=None, description="Why a call was denied or failed.")
-    status: str | None = Field(default=None, description="Result status: ok, tool-error, upstream-error, ...")
-    latency_ms: float | None = None
-
-
-class AuditRecord(AuditEvent):
-    """An event in the chain."""
-
-    seq: int = Field(ge=1)
-    prev_hash: str = Field(min_length=64, max_length=64)
-    hash: str = Field(min_length=64, max_length=64)
 
 
 def now() -> str:

@@ -60,12 +60,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from mcpfleet_gateway.audit import GENESIS, AuditChain, AuditEvent, AuditRecord, VerifyResult, verify
+from mcpfleet_contracts.audit import RECORD_FIELD, AuditEvent, AuditRecord
+from mcpfleet_gateway.audit import GENESIS, AuditChain, VerifyResult, verify
 from mcpfleet_gateway.spool import AuditSpool
 
 logger = logging.getLogger(__name__)
 
-RECORD_FIELD = "record"
 RUNNING_MARKER = "running"  # in spool_dir from start() to the end of close()
 REPLICA_PLACEHOLDER = "{replica}"
 # What a replica id may look like: it becomes part of a Redis key and of file names (pod names fit).

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from mcpfleet_gateway.audit import AuditRecord
+from mcpfleet_contracts.audit import AuditRecord
 
 Sink = Callable[[list[AuditRecord]], Awaitable[None]]
 SEGMENT_SUFFIX = ".jsonl"

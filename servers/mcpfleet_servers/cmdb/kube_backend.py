@@ -20,10 +20,12 @@ from mcpfleet_servers.base.kube import api_client, call_json
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget, Page, paginate, query_fingerprint
 from mcpfleet_servers.base.toolkit import BackendUnavailable, NotFound, ToolFailure
+from mcpfleet_servers.cmdb.audit_source import AuditSource
 from mcpfleet_servers.cmdb.backend import PageRequest
 from mcpfleet_servers.cmdb.changes import event_record, revision_records
 from mcpfleet_servers.cmdb.kinds import (
     ASSET_KINDS,
+    BY_KIND,
     DEPLOYMENT,
     EVENT,
     INGRESS,
@@ -43,13 +45,14 @@ from mcpfleet_servers.cmdb.kinds import (
 )
 from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, Topology
 from mcpfleet_servers.cmdb.settings import CmdbSettings
-from mcpfleet_servers.cmdb.topology import Objects, walk
+from mcpfleet_servers.cmdb.topology import Objects, fit_topology, walk
 
 MERGE_PATCH = "application/merge-patch+json"
 EVENT_SOURCE = "mcpfleet-cmdb"
 # Cluster-scoped assets (nodes, namespaces) get their events here, as kubectl does for nodes.
 CLUSTER_EVENT_NAMESPACE = "default"
 STATUS_CHANGED = "AssetStatusChanged"
+NARROW_ASSETS = "type, namespace, environment, status, owner or text"
 
 
 def _now() -> str:
@@ -72,9 +75,11 @@ class KubernetesCmdb:
         self._api: k8s.ApiClient | None = None
         self._server = "Kubernetes API"
         self._config_error: str | None = None
+        self._audit = AuditSource(settings)
 
     async def start(self) -> None:
-        """Load credentials (no network); a missing config is reported on use, never raised here."""
+        """Load credentials and create the audit client (no network); a missing config is reported on use."""
+        await self._audit.start()
         try:
             self._api = await api_client(self._settings.kubeconfig_path, self._settings.context)
             self._server = f"Kubernetes API at {self._api.configuration.host}"
@@ -82,6 +87,7 @@ class KubernetesCmdb:
             self._config_error = str(exc)
 
     async def close(self) -> None:
+        await self._audit.close()
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -134,12 +140,18 @@ class KubernetesCmdb:
         )
 
     async def _list(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
+        items, _ = await self._list_page(kind, namespace)
+        return items
+
+    async def _list_page(self, kind: Kind, namespace: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """One list call of at most CMDB_MAX_OBJECTS_PER_KIND objects, and whether the API server holds more."""
         limit = self._settings.max_objects_per_kind
         answer = await self.request(
             "GET", kind.path(namespace), f"{kind.kind} list", verb="list", query=[("limit", str(limit))]
         )
         items = answer.get("items") or []
-        return [i for i in items[:limit] if isinstance(i, dict)]
+        cut = bool((answer.get("metadata") or {}).get("continue")) or len(items) > limit
+        return [i for i in items[:limit] if isinstance(i, dict)], cut
 
     async def _get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
         return await self.request("GET", kind.path(namespace, name), asset_id(kind, name, namespace))
@@ -153,10 +165,13 @@ class KubernetesCmdb:
         kinds = [k for k in ASSET_KINDS if filters.type is None or k.type == filters.type]
         namespaces, *lists = await asyncio.gather(
             self._namespaces(),
-            *(self._list(kind, None if not kind.namespaced else filters.namespace) for kind in kinds),
+            *(self._list_page(kind, None if not kind.namespaced else filters.namespace) for kind in kinds),
         )
         assets: list[Asset] = []
-        for kind, objects in zip(kinds, lists, strict=True):
+        cut: list[str] = []
+        for kind, (objects, more) in zip(kinds, lists, strict=True):
+            if more:
+                cut.append(kind.plural)
             for obj in objects:
                 ns = (obj.get("metadata") or {}).get("namespace")
                 asset = to_asset(kind, obj, namespaces.get(str(ns)) if ns else None)
@@ -164,7 +179,15 @@ class KubernetesCmdb:
                     assets.append(asset)
         assets.sort(key=lambda a: a.id)
         fingerprint = query_fingerprint(tool="query_assets", **filters.model_dump())
-        return paginate(assets, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+        found = paginate(assets, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+        notes = [found.note + f", or narrow with {NARROW_ASSETS}" if found.truncated and found.note else found.note]
+        if cut:
+            notes.append(
+                f"only the first {self._settings.max_objects_per_kind} {', '.join(cut)} were read "
+                f"(CMDB_MAX_OBJECTS_PER_KIND): narrow with {NARROW_ASSETS}"
+            )
+        found.note = "; ".join(note for note in notes if note) or None
+        return found
 
     async def _object(self, asset: str) -> tuple[Kind, str | None, str, dict[str, Any]]:
         kind, namespace, name = parse_asset_id(asset)
@@ -193,7 +216,8 @@ class KubernetesCmdb:
                 objects.nodes[name] = await self._get(NODE, None, name)
             except NotFound:
                 continue  # a pod may name a node that is gone; it still shows, with status unknown
-        return walk(objects, asset_id(SERVICE, service, namespace), depth, self._settings.max_topology_nodes)
+        found = walk(objects, asset_id(SERVICE, service, namespace), depth, self._settings.max_topology_nodes)
+        return fit_topology(found, self._budget.max_bytes)
 
     # ------------------------------------------------------------------ changes
 
@@ -259,17 +283,29 @@ class KubernetesCmdb:
     async def get_change_records(
         self, asset_id: str | None, since: datetime | None, until: datetime | None, page: PageRequest
     ) -> Page[ChangeRecord]:
-        records = await (self._asset_changes(asset_id) if asset_id else self._all_changes())
+        """Events, rollout revisions and the gateway's audit, merged newest first; an audit source that is down
+        or was cut is named in the page's note, never an error."""
+        related: set[str] | None = None
+        if asset_id:
+            records, related = await self._asset_changes(asset_id)
+        else:
+            records = await self._all_changes()
+        audit = await self._audit.changes(since, until)
+        records += [r for r in audit.records if related is None or r.asset in related]
         records = [r for r in records if (since is None or r.time >= since) and (until is None or r.time <= until)]
         records.sort(key=lambda r: (r.time, r.id), reverse=True)
         fingerprint = query_fingerprint(tool="get_change_records", asset=asset_id, since=since, until=until)
-        return paginate(records, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+        found = paginate(records, limit=page.limit, token=page.token, budget=self._budget, fingerprint=fingerprint)
+        found.note = "; ".join(note for note in (found.note, *audit.notes) if note) or None
+        return found
 
     async def _all_changes(self) -> list[ChangeRecord]:
         events, replicasets = await asyncio.gather(self._list(EVENT), self._list(REPLICASET))
         return [event_record(e) for e in events] + revision_records(replicasets, owner=None)
 
-    async def _asset_changes(self, asset: str) -> list[ChangeRecord]:
+    async def _asset_changes(self, asset: str) -> tuple[list[ChangeRecord], set[str]]:
+        """The asset's records, and the ids whose changes count as its own: itself and, for a workload, the
+        pods it selects."""
         kind, namespace, name, obj = await self._object(asset)
         event_ns = namespace or CLUSTER_EVENT_NAMESPACE
         events = await self._list(EVENT, event_ns)
@@ -290,4 +326,5 @@ class KubernetesCmdb:
             involved = event.get("involvedObject") or {}
             if (str(involved.get("kind")), str(involved.get("name"))) in related:
                 records.append(event_record(event))
-        return records
+        ids = {asset_id(BY_KIND[kind_name], object_name, namespace) for kind_name, object_name in related}
+        return records, ids

@@ -86,9 +86,14 @@ class ChangeRecord(BaseModel):
     id: str
     asset: str = Field(description="Id of the changed object.")
     time: datetime
-    actor: str
+    actor: str = Field(
+        description="Who: the user or controller; for audit records the caller the gateway authenticated."
+    )
     action: str = Field(description="e.g. AssetStatusChanged, rollout, or an event reason.")
     from_value: str | None = Field(default=None, description="Value before, when known.")
     to_value: str | None = Field(default=None, description="Value after, when known.")
     reason: str = Field(default="", description="Why, or the event message.")
-    source: str = Field(description="Where the record comes from: event, rollout, ...")
+    source: str = Field(
+        description="Where the record comes from: event, rollout, audit (a call through the gateway), cmdb, "
+        "netbox-changelog, netbox-journal."
+    )

@@ -1,27 +1,40 @@
-"""The ``netbox`` backend: NetBox's REST API (NetBox 4: /api/core/object-changes/ is the changelog).
+"""The ``netbox`` backend: NetBox's REST API, 3.x and 4.x.
 
 Assets are devices, virtual machines, services and IP addresses, with ids ``<type>/<NetBox id>``. Lists page
-with NetBox's limit/offset; the continue token holds which endpoint and offset come next.
+with NetBox's limit/offset; the continue token holds which endpoint and offset come next, and one call reads
+at most CMDB_MAX_PAGES_PER_CALL pages.
+
+Versions: NetBox's version comes from ``/api/status/`` (``netbox-version``), asked once. It decides where the
+changelog is (``/api/core/object-changes/`` from 4.1 on, ``/api/extras/object-changes/`` before); when the
+version is unknown or the guess answers 404, the other path is tried and the one that answered is kept.
+Shapes that differ are read either way: a device's role is ``role`` (4.0 on) or ``device_role`` (before), a
+service's host is ``device``/``virtual_machine`` or the generic ``parent_object_type``/``parent`` (4.3 on).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mcpfleet_servers.base.module import BackendStatus
 from mcpfleet_servers.base.paging import Budget, Page, decode_token, encode_token, query_fingerprint
-from mcpfleet_servers.base.toolkit import InvalidArgument, NotFound, ToolFailure
+from mcpfleet_servers.base.toolkit import BackendUnavailable, InvalidArgument, NotFound, ToolFailure
 from mcpfleet_servers.cmdb.backend import PageRequest
 from mcpfleet_servers.cmdb.http import CmdbHttp, fit_budget, text_of
 from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, Topology
 from mcpfleet_servers.cmdb.rest_backend import bfs
 from mcpfleet_servers.cmdb.settings import CmdbSettings
+from mcpfleet_servers.cmdb.topology import fit_topology
 
-CHANGES_PATH = "/api/core/object-changes/"
+CORE_CHANGES_PATH = "/api/core/object-changes/"  # NetBox 4.1 and later
+EXTRAS_CHANGES_PATH = "/api/extras/object-changes/"  # before 4.1
+CHANGELOG_IN_CORE_FROM = (4, 1)
+STATUS_PATH = "/api/status/"
 JOURNAL_PATH = "/api/extras/journal-entries/"
+NARROW_ASSETS = "type, environment, status, owner or text"
 STATUS_CHANGED = "AssetStatusChanged"
 
 
@@ -48,7 +61,6 @@ STATUS_MAP = {"device": _DEVICE_STATUS, "virtual-machine": _DEVICE_STATUS, "ip-a
 _ATTRIBUTES = (
     "site",
     "role",
-    "device_role",
     "platform",
     "cluster",
     "primary_ip",
@@ -73,6 +85,31 @@ def parse_id(asset_id: str) -> tuple[NetboxType, int]:
     return netbox_type, int(number)
 
 
+def parse_version(value: Any) -> tuple[int, int] | None:
+    """(major, minor) of a NetBox version such as ``3.7.8`` or ``4.2.1-Docker-3.1.0``; None when unreadable."""
+    match = re.match(r"^v?(\d+)\.(\d+)", str(value or "").strip())
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _ref_id(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    number = value.get("id") if isinstance(value, dict) else None
+    return number if isinstance(number, int) else None
+
+
+# A relation found in NetBox: the other object's kind, the object, its name, the relation, and whether the
+# edge goes from the node asked about to it (True) or the other way.
+_Link = tuple[str, dict[str, Any], Any, str, bool]
+
+
+@dataclass
+class _Walk:
+    """What one topology call may still ask NetBox, and what cut it."""
+
+    requests_left: int
+    notes: list[str] = field(default_factory=list)
+
+
 def _time(value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -90,6 +127,10 @@ class NetboxCmdb:
         self._settings = settings
         self._budget = budget
         self._http = CmdbHttp(settings, "NetBox")
+        self._version: tuple[int, int] | None = None
+        self._version_text: str | None = None
+        self._version_asked = False
+        self._changes_path: str | None = None  # the changelog path NetBox answered on
 
     async def start(self) -> None:
         await self._http.start()
@@ -98,7 +139,31 @@ class NetboxCmdb:
         await self._http.close()
 
     async def status(self) -> BackendStatus:
-        return await self._http.status("/api/status/")
+        timeout = self._settings.probe_timeout_seconds
+        try:
+            answer = await self._http.request("GET", STATUS_PATH, "NetBox's status", deadline_seconds=timeout)
+        except ToolFailure as exc:
+            return BackendStatus(self._http.label, False, str(exc))
+        self._remember_version(answer)
+        return BackendStatus(self._http.label, True, f"NetBox {self._version_text or '(version not given)'}")
+
+    def _remember_version(self, answer: Any) -> None:
+        text = answer.get("netbox-version") if isinstance(answer, dict) else None
+        self._version_asked = True
+        self._version = parse_version(text)
+        self._version_text = str(text) if text else None
+
+    async def netbox_version(self) -> tuple[int, int] | None:
+        """(major, minor) from /api/status/, asked once; None when NetBox does not say or hides its status."""
+        if not self._version_asked:
+            try:
+                answer = await self._http.request("GET", STATUS_PATH, "NetBox's status")
+            except BackendUnavailable:
+                raise
+            except ToolFailure:
+                answer = None  # 403 or 404: the changelog is then found by trying
+            self._remember_version(answer)
+        return self._version
 
     # ------------------------------------------------------------------ assets
 
@@ -109,6 +174,8 @@ class NetboxCmdb:
         env_tags = [str(t["slug"])[4:] for t in tags if str(t.get("slug", "")).startswith("env-")]
         tenant = obj.get("tenant")
         attributes = {k: text for k in _ATTRIBUTES if (text := text_of(obj.get(k))) is not None}
+        if "role" not in attributes and (role := text_of(obj.get("device_role"))) is not None:
+            attributes["role"] = role  # NetBox before 4.0 calls a device's role device_role
         if obj.get("ports"):
             attributes["ports"] = ",".join(str(p) for p in obj["ports"])
         return Asset(
@@ -161,7 +228,11 @@ class NetboxCmdb:
         wanted = self._budget.items(page.limit)
         found: list[tuple[Asset, list[int]]] = []  # each asset with the position of the one after it
         total: int | None = None
+        pages = 0
         while len(found) < wanted and index < len(types):
+            if pages >= self._settings.max_pages_per_call:
+                break
+            pages += 1
             netbox_type = types[index]
             params = self._filters(filters, netbox_type) or []
             results, count, more = await self._list(
@@ -180,8 +251,10 @@ class NetboxCmdb:
         next_position = found[kept - 1][1] if found and kept else [index, offset]
         token = encode_token(next_position, fingerprint) if next_position[0] < len(types) else None
         note = f"cut at {kept} items to stay within {self._budget.max_bytes} bytes" if cut else None
-        if token and note is None:
-            note = "more items may exist; pass continue_token for more"
+        if token and note is None and len(found) < wanted:
+            note = f"read {pages} NetBox pages, the most for one call (CMDB_MAX_PAGES_PER_CALL)"
+        if token:
+            note = f"{note or 'more items may exist'}; pass continue_token for more, or narrow with {NARROW_ASSETS}"
         return Page[Asset](
             items=[a for a, _ in found[:kept]],
             truncated=token is not None,
@@ -208,6 +281,7 @@ class NetboxCmdb:
         found, _, _ = await self._list(SERVICE.path, f"service {service}", [("name", service)], limit)
         if not found:
             raise NotFound(f"service {service} not found (no NetBox service of that name in {SERVICE.path})")
+        walk = _Walk(requests_left=self._settings.max_pages_per_call - 1)
         nodes: dict[str, dict[str, Any]] = {}
         edges: list[tuple[str, str, str]] = []
         root = self._node(nodes, "service", found[0], found[0].get("name"))
@@ -217,13 +291,17 @@ class NetboxCmdb:
             node_id, obj = queue.popleft()
             if seen[node_id] >= depth:
                 continue
-            for other_id, other, edge in await self._neighbours(nodes, node_id, obj):
+            for other_id, other, edge in await self._neighbours(walk, nodes, node_id, obj):
                 if edge not in edges:
                     edges.append(edge)
                 if other_id not in seen:
                     seen[other_id] = seen[node_id] + 1
                     queue.append((other_id, other))
-        return bfs(root, depth, nodes, edges, limit)
+        topology = bfs(root, depth, nodes, edges, limit)
+        if walk.notes:
+            notes = "; ".join(note for note in (topology.note, *dict.fromkeys(walk.notes)) if note)
+            topology = topology.model_copy(update={"truncated": True, "note": notes})
+        return fit_topology(topology, self._budget.max_bytes)
 
     @staticmethod
     def _node(nodes: dict[str, dict[str, Any]], kind: str, obj: dict[str, Any], name: Any) -> str:
@@ -233,54 +311,89 @@ class NetboxCmdb:
         )
         return node_id
 
+    async def _ask(self, walk: _Walk, path: str, what: str, params: list[tuple[str, str]]) -> Any:
+        """One request of a topology walk, or None once the walk used CMDB_MAX_PAGES_PER_CALL of them."""
+        if walk.requests_left <= 0:
+            walk.notes.append(
+                f"stopped after {self._settings.max_pages_per_call} NetBox requests (CMDB_MAX_PAGES_PER_CALL); "
+                "ask with a smaller depth"
+            )
+            return None
+        walk.requests_left -= 1
+        return await self._http.request("GET", path, what, params=params or None)
+
+    async def _listed(self, walk: _Walk, path: str, params: list[tuple[str, str]], what: str) -> list[dict[str, Any]]:
+        limit = self._settings.max_topology_nodes
+        answer = await self._ask(walk, path, what, [*params, ("limit", str(limit)), ("offset", "0")])
+        if not isinstance(answer, dict):
+            return []
+        if answer.get("next"):
+            walk.notes.append(f"{what}: only the first {limit} were read (CMDB_MAX_TOPOLOGY_NODES)")
+        return [r for r in answer.get("results") or [] if isinstance(r, dict)]
+
     async def _neighbours(
-        self, nodes: dict[str, dict[str, Any]], node_id: str, obj: dict[str, Any]
+        self, walk: _Walk, nodes: dict[str, dict[str, Any]], node_id: str, obj: dict[str, Any]
     ) -> list[tuple[str, dict[str, Any], tuple[str, str, str]]]:
         """What one node connects to in NetBox, each with the edge between them."""
         kind, _, number = node_id.partition("/")
-        limit = self._settings.max_topology_nodes
-        out: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = []
-
-        def link(other_kind: str, other: dict[str, Any], name: Any, source: str | None, relation: str) -> None:
-            other_id = self._node(nodes, other_kind, other, name)
-            edge = (source or node_id, other_id if source is None else node_id, relation)
-            out.append((other_id, other, edge))
-
-        async def listed(path: str, param: str, what: str) -> list[dict[str, Any]]:
-            results, _, _ = await self._list(path, what, [(param, number)], limit)
-            return results
-
+        links: list[_Link] = []
         if kind == "service":
-            for parent_kind, parent in self._service_parents(obj):
-                link(parent_kind, parent, parent.get("name"), None, "runs-on")
-            for address in obj.get("ipaddresses") or []:
-                if isinstance(address, dict):
-                    link("ip-address", address, address.get("address"), None, "listens-on")
+            links = self._service_links(obj)
         elif kind in ("device", "virtual-machine"):
-            device = kind == "device"
-            interfaces = await listed(
-                "/api/dcim/interfaces/" if device else "/api/virtualization/interfaces/",
-                "device_id" if device else "virtual_machine_id",
-                f"interfaces of {node_id}",
-            )
-            for interface in interfaces:
-                link("interface" if device else "vm-interface", interface, interface.get("name"), None, "has-interface")
-            services = await listed(
-                SERVICE.path, "device_id" if device else "virtual_machine_id", f"services of {node_id}"
-            )
-            for found in services:
-                link("service", found, found.get("name"), str(f"service/{found.get('id')}"), "runs-on")
-            if not device:
-                # A VM reached from a service is NetBox's brief form, without its cluster.
-                full = await self._http.request("GET", f"{VM.path}{number}/", f"asset {node_id}")
-                cluster = full.get("cluster") if isinstance(full, dict) else None
-                if isinstance(cluster, dict):
-                    link("cluster", cluster, cluster.get("name"), None, "member-of")
+            links = await self._host_links(walk, kind, number)
         elif kind in ("interface", "vm-interface"):
-            param = "interface_id" if kind == "interface" else "vminterface_id"
-            for address in await listed(IP.path, param, f"addresses of {node_id}"):
-                link("ip-address", address, address.get("address"), None, "has-address")
+            links = await self._address_links(walk, kind, number)
+        out: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = []
+        for other_kind, other, name, relation, outward in links:
+            other_id = self._node(nodes, other_kind, other, name)
+            edge = (node_id, other_id, relation) if outward else (other_id, node_id, relation)
+            out.append((other_id, other, edge))
         return out
+
+    def _service_links(self, service: dict[str, Any]) -> list[_Link]:
+        links: list[_Link] = [
+            (parent_kind, parent, parent.get("name"), "runs-on", True)
+            for parent_kind, parent in self._service_parents(service)
+        ]
+        for address in service.get("ipaddresses") or []:
+            if isinstance(address, dict):
+                links.append(("ip-address", address, address.get("address"), "listens-on", True))
+        return links
+
+    async def _host_links(self, walk: _Walk, kind: str, number: str) -> list[_Link]:
+        """A device's or VM's interfaces, the services on it and (VMs) its cluster. Listed objects are checked
+        against the filter they were asked with: a NetBox that ignores a filter adds no false relations."""
+        device = kind == "device"
+        key = "device" if device else "virtual_machine"
+        host = int(number) if number.isdigit() else -1
+        path = "/api/dcim/interfaces/" if device else "/api/virtualization/interfaces/"
+        links: list[_Link] = [
+            ("interface" if device else "vm-interface", interface, interface.get("name"), "has-interface", True)
+            for interface in await self._listed(walk, path, [(f"{key}_id", number)], f"interfaces of {kind}/{number}")
+            if _ref_id(interface, key) in (None, host)
+        ]
+        for found in await self._listed(walk, SERVICE.path, [(f"{key}_id", number)], f"services of {kind}/{number}"):
+            parents = self._service_parents(found)
+            if not parents or any(k == kind and p.get("id") == host for k, p in parents):
+                links.append(("service", found, found.get("name"), "runs-on", False))
+        if not device:
+            # A VM reached from a service is NetBox's brief form, without its cluster.
+            full = await self._ask(walk, f"{VM.path}{number}/", f"asset {kind}/{number}", [])
+            cluster = full.get("cluster") if isinstance(full, dict) else None
+            if isinstance(cluster, dict):
+                links.append(("cluster", cluster, cluster.get("name"), "member-of", True))
+        return links
+
+    async def _address_links(self, walk: _Walk, kind: str, number: str) -> list[_Link]:
+        param = "interface_id" if kind == "interface" else "vminterface_id"
+        assigned = "dcim.interface" if kind == "interface" else "virtualization.vminterface"
+        owner = int(number) if number.isdigit() else -1
+        return [
+            ("ip-address", address, address.get("address"), "has-address", True)
+            for address in await self._listed(walk, IP.path, [(param, number)], f"addresses of {kind}/{number}")
+            if address.get("assigned_object_type") in (None, assigned)
+            and address.get("assigned_object_id") in (None, owner)
+        ]
 
     @staticmethod
     def _service_parents(service: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -348,6 +461,27 @@ class NetboxCmdb:
             source="netbox-changelog",
         )
 
+    async def _changelog(
+        self, params: list[tuple[str, str]], limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int | None, bool]:
+        """One page of the changelog, wherever this NetBox keeps it (see the module docstring)."""
+        if self._changes_path is not None:
+            return await self._list(self._changes_path, "the changelog", params, limit, offset)
+        version = await self.netbox_version()
+        in_core = version is None or version >= CHANGELOG_IN_CORE_FROM
+        first, other = (CORE_CHANGES_PATH, EXTRAS_CHANGES_PATH) if in_core else (EXTRAS_CHANGES_PATH, CORE_CHANGES_PATH)
+        for path in (first, other):
+            try:
+                found = await self._list(path, "the changelog", params, limit, offset)
+            except NotFound:
+                continue
+            self._changes_path = path
+            return found
+        raise ToolFailure(
+            f"{self._http.label} has no changelog at {CORE_CHANGES_PATH} nor at {EXTRAS_CHANGES_PATH}; "
+            "is it NetBox 3 or later, and may the token read change records?"
+        )
+
     async def get_change_records(
         self, asset_id: str | None, since: datetime | None, until: datetime | None, page: PageRequest
     ) -> Page[ChangeRecord]:
@@ -364,7 +498,7 @@ class NetboxCmdb:
         if not isinstance(offset, int) or offset < 0:
             raise InvalidArgument("continue_token", "not a position this server issued; start again without it")
         wanted = self._budget.items(page.limit)
-        results, count, more = await self._list(CHANGES_PATH, "the changelog", params, wanted, offset)
+        results, count, more = await self._changelog(params, wanted, offset)
         records = [self._change(r) for r in results]
         kept = fit_budget([len(r.model_dump_json()) for r in records], self._budget.max_bytes)
         more = more or kept < len(records)

@@ -20,10 +20,12 @@ from mcpfleet_servers.cmdb.backend import PageRequest
 from mcpfleet_servers.cmdb.http import CmdbHttp, fit_budget, text_of
 from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, Topology, TopologyEdge, TopologyNode
 from mcpfleet_servers.cmdb.settings import CmdbSettings
+from mcpfleet_servers.cmdb.topology import fit_topology
 
 M = TypeVar("M", Asset, ChangeRecord)
 _ASSET_KEYS = {"id", "name", "type", "asset_type", "namespace", "environment", "owner", "status", "labels", "tags"}
 _STATUS_CHANGED = "AssetStatusChanged"
+NARROW_ASSETS = "type, environment, status, owner or text"
 
 
 def _first(data: dict[str, Any], *keys: str) -> Any:
@@ -105,8 +107,10 @@ class RestCmdb:
         page: PageRequest,
         fingerprint: str,
         convert: Callable[[dict[str, Any]], M],
+        narrow: str,
     ) -> Page[M]:
-        """One page of the API's list, converted; the token holds the API's page or cursor and how far in it."""
+        """One page of the API's list, converted: exactly one API page is read per call. The token holds the
+        API's page or cursor, its page size and how many of its items were already returned."""
         wanted = self._budget.items(page.limit)
         position = decode_token(page.token, fingerprint) or {"page": 1, "size": wanted, "skip": 0}
         if not isinstance(position, dict) or not all(isinstance(position.get(k), int) for k in ("size", "skip")):
@@ -116,24 +120,50 @@ class RestCmdb:
             [("cursor", str(position["cursor"]))] if "cursor" in position else [("page", str(position["page"]))]
         )
         answer = await self._http.request("GET", path, key, params=[*params, *where, ("limit", str(size))])
-        items = _items(answer, key)[:size]
         meta = answer if isinstance(answer, dict) else {}
         total = meta.get("total") if isinstance(meta.get("total"), int) else None
+        items = _items(answer, key)
+        # More than asked for: the API ignores `limit` and answered its whole list; it is then walked through
+        # by `skip` (each call reads it again), never by asking for page 2 of it.
+        unpaged = len(items) > size
+        items = items[: self._settings.max_objects_per_kind] if unpaged else items
         fresh = [convert(item) for item in items[skip : skip + wanted]]
         kept = fit_budget([len(item.model_dump_json()) for item in fresh], self._budget.max_bytes)
         note = f"cut at {kept} items to stay within {self._budget.max_bytes} bytes" if kept < len(fresh) else None
         next_position: dict[str, Any] | None = None
         if skip + kept < len(items):
             next_position = {**position, "skip": skip + kept}
+        elif unpaged:
+            next_position = None
         elif meta.get("next"):
             next_position = {"cursor": str(meta["next"]), "size": size, "skip": 0}
         elif "page" in position:
-            more = position["page"] * size < total if total is not None else len(items) >= size
-            next_position = {"page": position["page"] + 1, "size": size, "skip": 0} if more else None
+            next_position = self._next_page(int(position["page"]), size, len(items), total)
         token = encode_token(next_position, fingerprint) if next_position else None
         if token and note is None:
             note = "more items exist; pass continue_token for more"
+        if token:
+            note = f"{note}, or narrow with {narrow}"
         return Page[M](items=fresh[:kept], truncated=token is not None, continue_token=token, total=total, note=note)
+
+    def _next_page(self, number: int, size: int, returned: int, total: int | None) -> dict[str, Any] | None:
+        """The API page after page ``number`` (of ``size`` items, ``returned`` of them in it), or None at the end.
+
+        An API that caps its page size answers fewer items than asked while more exist (``total`` says so): the
+        pages go on in its size, which is only possible where the pages so far end on a multiple of it.
+        """
+        seen = (number - 1) * size + returned
+        more = seen < total if total is not None else returned >= size
+        if not more or returned == 0:
+            return None  # an empty page ends the list whatever `total` claims: never a loop of empty pages
+        if returned >= size:
+            return {"page": number + 1, "size": size, "skip": 0}
+        if (number - 1) * size % returned:
+            raise ToolFailure(
+                f"{self._http.label} answered page {number} with {returned} items where {size} were asked and "
+                f"{total} exist; its page size changed on the way: start again without continue_token"
+            )
+        return {"page": seen // returned + 1, "size": returned, "skip": 0}
 
     async def query_assets(self, filters: AssetFilters, page: PageRequest) -> Page[Asset]:
         if filters.namespace is not None:
@@ -150,7 +180,9 @@ class RestCmdb:
             if value is not None
         ]
         fingerprint = query_fingerprint(tool="query_assets", **filters.model_dump())
-        return await self._paged(self._settings.assets_path, "assets", params, page, fingerprint, to_asset)
+        return await self._paged(
+            self._settings.assets_path, "assets", params, page, fingerprint, to_asset, NARROW_ASSETS
+        )
 
     async def get_asset(self, asset_id: str) -> Asset:
         answer = await self._http.request("GET", self._asset_path(asset_id), f"asset {asset_id}")
@@ -171,7 +203,7 @@ class RestCmdb:
             (str(e.get("source")), str(e.get("target")), str(e.get("type") or e.get("relation") or "depends-on"))
             for e in _items(answer, "edges")
         ]
-        return bfs(root, depth, nodes, edges, self._settings.max_topology_nodes)
+        return fit_topology(bfs(root, depth, nodes, edges, self._settings.max_topology_nodes), self._budget.max_bytes)
 
     async def update_asset_status(self, asset_id: str, status: str, reason: str, actor: str) -> ChangeRecord:
         before = await self.get_asset(asset_id)
@@ -211,7 +243,13 @@ class RestCmdb:
         ]
         fingerprint = query_fingerprint(tool="get_change_records", asset=asset_id, since=since, until=until)
         found = await self._paged(
-            self._settings.changes_path, "changes", params, page, fingerprint, lambda item: to_change(item, asset_id)
+            self._settings.changes_path,
+            "changes",
+            params,
+            page,
+            fingerprint,
+            lambda item: to_change(item, asset_id),
+            "asset_id, since or until",
         )
         # The API may ignore since/until; the range holds either way.
         found.items = [

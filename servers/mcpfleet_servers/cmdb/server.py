@@ -70,7 +70,7 @@ class CmdbServer:
         async def assets() -> str:
             """The first page of assets (bounded by the server's page budget)."""
             result = await self.toolset()["query_assets"].fn(limit=50)
-            return result.model_dump_json(indent=2)
+            return result.model_dump_json()
 
 
 def create_cmdb(settings: ServerSettings, config: ConfigFile | None) -> ServerModule:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +17,22 @@ from mcpfleet_servers.base.settings import ConfigFile
 SECRETS_DIR = Path("/var/run/secrets/mcpfleet")
 _URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
 _PATH_PATTERN = r"^/[^\s?#]*$"
+_REDIS_URL_PATTERN = r"^(rediss?|unix)://[^\s]+$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+# config.cmdb keys (the operator's camelCase) and the settings they give defaults to.
+_CONFIG_KEYS = {
+    "backend": "backend",
+    "url": "url",
+    "auditRedisUrl": "audit_redis_url",
+    "auditStreams": "audit_streams",
+    "auditLogPath": "audit_log_path",
+}
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 class CmdbSettings(BaseSettings):
@@ -56,6 +74,59 @@ class CmdbSettings(BaseSettings):
     status_method: Literal["PUT", "PATCH", "POST"] = Field(default="PUT")
     # netbox: the custom field holding an object's environment (tags env-<name> are read too).
     netbox_environment_field: str = Field(default="environment", pattern=r"^[a-z0-9_]{1,50}$")
+    # rest and netbox: a list tool or a topology reads at most this many pages (HTTP requests) for one answer.
+    max_pages_per_call: int = Field(
+        default=50, ge=1, le=1000, description="Most pages (requests) read from the CMDB for one answer."
+    )
+
+    # kubernetes: the platform's own audit (the gateway's trail) as a source of change records.
+    audit_redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://[user:password@]host:port/db holding the gateway's audit streams; unset: none.",
+    )
+    audit_redis_password_file: Path | None = Field(
+        default=None, description="File holding the Redis password; read at start."
+    )
+    audit_streams: str = Field(
+        default="mcpfleet:audit:*",
+        min_length=1,
+        max_length=1024,
+        description="Comma-separated stream names or glob patterns (one stream per gateway replica).",
+    )
+    audit_log_path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="The gateway's JSON lines audit log: a path or a glob pattern; unset: no audit log.",
+    )
+    audit_default_namespace: str = Field(
+        default="default",
+        pattern=_DNS_LABEL,
+        description="Namespace of audited calls that name none (the k8s-ops server's K8S_NAMESPACE).",
+    )
+    audit_ignore_tools: str = Field(
+        default="*generate_*",
+        max_length=1024,
+        description="Comma-separated glob patterns of qualified tool names never counted as changes.",
+    )
+    audit_max_scan: int = Field(default=5000, ge=1, le=1_000_000, description="Most audit records read for one answer.")
+    audit_page_size: int = Field(default=500, ge=1, le=10_000, description="Audit records read per round trip.")
+    audit_max_trails: int = Field(default=32, ge=1, le=1000, description="Most audit streams and log files read.")
+    audit_timeout_seconds: float = Field(default=10.0, gt=0, le=600, description="Deadline of one audit scan.")
+
+    @field_validator("audit_redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        try:
+            valid = bool(re.match(_REDIS_URL_PATTERN, value.get_secret_value()))
+            _ = urlsplit(value.get_secret_value()).port  # a port that is no number raises here
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, e.g. redis://redis.mcpfleet:6379/0")
+        return value
 
     @field_validator("url", mode="after")
     @classmethod
@@ -73,7 +144,24 @@ class CmdbSettings(BaseSettings):
                 raise ValueError(f"CMDB_{name.upper()} must contain {{id}}")
         if "{service}" not in self.topology_path:
             raise ValueError("CMDB_TOPOLOGY_PATH must contain {service}")
+        if self.backend != "kubernetes" and (self.audit_redis_url or self.audit_log_path):
+            raise ValueError(
+                "CMDB_AUDIT_REDIS_URL and CMDB_AUDIT_LOG_PATH are read by the kubernetes backend only; unset them "
+                f"for backend {self.backend}"
+            )
+        if not self.stream_patterns:
+            raise ValueError("CMDB_AUDIT_STREAMS names no stream; e.g. mcpfleet:audit:*")
         return self
+
+    @property
+    def stream_patterns(self) -> tuple[str, ...]:
+        """CMDB_AUDIT_STREAMS split at commas."""
+        return _split(self.audit_streams)
+
+    @property
+    def ignored_tools(self) -> tuple[str, ...]:
+        """CMDB_AUDIT_IGNORE_TOOLS split at commas."""
+        return _split(self.audit_ignore_tools)
 
     @property
     def scheme(self) -> Literal["bearer", "token"]:
@@ -81,10 +169,12 @@ class CmdbSettings(BaseSettings):
 
     @classmethod
     def from_config(cls, config: ConfigFile | None) -> CmdbSettings:
-        """config.cmdb (backend, url, tokenSecret) from the operator's file gives defaults; CMDB_* set wins.
+        """config.cmdb (backend, url, tokenSecret, auditRedisUrl, auditStreams, auditLogPath,
+        auditRedisPasswordSecret) from the operator's file gives defaults; CMDB_* set wins.
 
         ``tokenSecret`` (a Secret the operator mounts as a file) becomes CMDB_TOKEN_FILE unless the environment
-        names a token of its own.
+        names a token of its own; ``auditRedisPasswordSecret`` likewise becomes CMDB_AUDIT_REDIS_PASSWORD_FILE.
+        ``auditStreams`` may be a list.
         """
         block: dict[str, Any] = {}
         if config is not None:
@@ -92,12 +182,15 @@ class CmdbSettings(BaseSettings):
             block = raw if isinstance(raw, dict) else {}
         set_in_env = {name.upper() for name in os.environ}
         values: dict[str, Any] = {}
-        for key in ("backend", "url"):
+        for key, name in _CONFIG_KEYS.items():
             if block.get(key) is not None:
-                values[key] = block[key]
-        secret = block.get("tokenSecret")
-        if isinstance(secret, dict) and secret.get("name") and secret.get("key"):
-            values["token_file"] = SECRETS_DIR / str(secret["name"]) / str(secret["key"])
+                values[name] = block[key]
+        if isinstance(values.get("audit_streams"), list):
+            values["audit_streams"] = ",".join(str(pattern) for pattern in values["audit_streams"])
+        for key, name in (("tokenSecret", "token_file"), ("auditRedisPasswordSecret", "audit_redis_password_file")):
+            secret = block.get(key)
+            if isinstance(secret, dict) and secret.get("name") and secret.get("key"):
+                values[name] = SECRETS_DIR / str(secret["name"]) / str(secret["key"])
         kept = {name: value for name, value in values.items() if f"CMDB_{name}".upper() not in set_in_env}
         if "token_file" in kept and "CMDB_TOKEN" in set_in_env:
             del kept["token_file"]  # a token from the environment replaces the mounted Secret

@@ -111,7 +111,7 @@ def register(toolset: Toolset, backend: CmdbBackend, settings: CmdbSettings) -> 
         continue_token: ContinueArg = None,
     ) -> Page[ChangeRecord]:
         """Changes of an asset (or of all assets), newest first: status changes, events of it and its pods,
-        rollout revisions. Paged."""
+        rollout revisions, and calls through the gateway that changed it (who, which tool). Paged."""
         since, until = _aware(since), _aware(until)
         if since is not None and until is not None and since > until:
             raise InvalidArgument("until", "is before since; swap them")

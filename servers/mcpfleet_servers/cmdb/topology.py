@@ -28,6 +28,8 @@ from mcpfleet_servers.cmdb.kinds import (
 )
 from mcpfleet_servers.cmdb.models import Relation, Topology, TopologyEdge, TopologyNode
 
+_NOTE_ROOM = 400  # bytes kept free for the note fit_topology adds
+
 
 @dataclass
 class Objects:
@@ -171,3 +173,37 @@ def _unique(edges: Iterable[TopologyEdge]) -> list[TopologyEdge]:
     for edge in edges:
         found.setdefault((edge.source, edge.target, edge.relation), edge)
     return list(found.values())
+
+
+def fit_topology(topology: Topology, max_bytes: int) -> Topology:
+    """The topology cut to its nearest nodes (they come in breadth-first order) and the edges among them, so
+    that its JSON stays within ``max_bytes``; ``truncated`` and the note say so. At least the root is kept."""
+    if len(topology.model_dump_json()) <= max_bytes:
+        return topology
+    by_node: dict[str, list[TopologyEdge]] = {}
+    for edge in topology.edges:
+        by_node.setdefault(edge.source, []).append(edge)
+        by_node.setdefault(edge.target, []).append(edge)
+    # Room for the envelope (service, depth, flags, note) besides the nodes and edges.
+    used = len(topology.model_copy(update={"nodes": [], "edges": []}).model_dump_json()) + _NOTE_ROOM
+    kept: dict[str, TopologyNode] = {}
+    edges: list[TopologyEdge] = []
+    for node in topology.nodes:
+        joined = [e for e in by_node.get(node.id, []) if (e.source in kept or e.target in kept or e.source == e.target)]
+        size = len(node.model_dump_json()) + sum(len(e.model_dump_json()) + 1 for e in joined) + 1
+        if kept and used + size > max_bytes:
+            break
+        kept[node.id] = node
+        edges += joined
+        used += size
+    cut = (
+        f"cut at {len(kept)} of {len(topology.nodes)} nodes to stay within {max_bytes} bytes; ask with a smaller depth"
+    )
+    return topology.model_copy(
+        update={
+            "nodes": list(kept.values()),
+            "edges": edges,
+            "truncated": True,
+            "note": "; ".join(note for note in (topology.note, cut) if note),
+        }
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from mcpfleet_servers.base.settings import ServerSettings
 from mcpfleet_servers.cmdb.server import CmdbServer
 from mcpfleet_servers.cmdb.settings import CmdbSettings
 from tests.emulator import ApiServerEmulator, declare_resources, serve_namespace_objects, store_object
+from tests.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,13 @@ def emulator(kmock: ApiServerEmulator, monkeypatch: pytest.MonkeyPatch) -> ApiSe
     serve_namespace_objects(monkeypatch)
     declare_resources(kmock)
     return kmock
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server holding the gateway's audit streams (killable mid-test)."""
+    with running_redis(tmp_path / "redis") as server:
+        yield server
 
 
 put = store_object

@@ -145,13 +145,18 @@ def _nested(obj: dict[str, Any], key: str, field: str = "id") -> str | None:
     return str(value.get(field)) if isinstance(value, dict) else None
 
 
+def _parent(obj: dict[str, Any], content_type: str) -> str | None:
+    return _nested(obj, "parent") if obj.get("parent_object_type") == content_type else None
+
+
 FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "status": lambda o: _nested(o, "status", "value"),
     "tenant": lambda o: _nested(o, "tenant", "slug"),
     "cf_environment": lambda o: str((o.get("custom_fields") or {}).get("environment")),
     "name": lambda o: o.get("name"),
-    "device_id": lambda o: _nested(o, "device"),
-    "virtual_machine_id": lambda o: _nested(o, "virtual_machine"),
+    # NetBox 4.3 keeps a service's host in parent_object_type/parent; the device_id filter still finds it.
+    "device_id": lambda o: _nested(o, "device") or _parent(o, "dcim.device"),
+    "virtual_machine_id": lambda o: _nested(o, "virtual_machine") or _parent(o, "virtualization.virtualmachine"),
     "interface_id": lambda o: str(o["assigned_object_id"]) if o.get("assigned_object_type") == "dcim.interface" else "",
     "vminterface_id": lambda o: (
         str(o["assigned_object_id"]) if o.get("assigned_object_type") == "virtualization.vminterface" else ""
@@ -161,9 +166,32 @@ FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def netbox_routes(api: FakeApi) -> list[web.RouteDef]:
-    objects = netbox_objects()
+CORE_CHANGES = "/api/core/object-changes/"
+EXTRAS_CHANGES = "/api/extras/object-changes/"
+Routes = Callable[[FakeApi], list[web.RouteDef]]
 
+
+def netbox_api(
+    objects: dict[str, list[dict[str, Any]]], *, version: str | None = "4.2.1", max_page_size: int = 1000
+) -> Routes:
+    """The fake's routes over ``objects`` (by list path). The changelog is served at whichever of the two
+    paths ``objects`` holds; ``/api/status/`` tells ``version`` (None: no status endpoint, a 404); like
+    NetBox's MAX_PAGE_SIZE, no page holds more than ``max_page_size`` results."""
+    changelog = EXTRAS_CHANGES if EXTRAS_CHANGES in objects else CORE_CHANGES
+
+    def routes(api: FakeApi) -> list[web.RouteDef]:
+        return netbox_routes(api, objects, changelog, version, max_page_size)
+
+    return routes
+
+
+def netbox_routes(
+    api: FakeApi,
+    objects: dict[str, list[dict[str, Any]]],
+    changelog: str,
+    version: str | None,
+    max_page_size: int,
+) -> list[web.RouteDef]:
     def matches(obj: dict[str, Any], query: Any) -> bool:
         for name, value in query.items():
             if name in FILTERS and FILTERS[name](obj) != value:
@@ -179,7 +207,8 @@ def netbox_routes(api: FakeApi) -> list[web.RouteDef]:
             found = [o for o in objects[path] if matches(o, request.query)]
             if request.query.get("ordering") == "-time":
                 found.sort(key=lambda o: o["time"], reverse=True)
-            limit, offset = int(request.query.get("limit", 50)), int(request.query.get("offset", 0))
+            limit = min(int(request.query.get("limit", 50)), max_page_size)
+            offset = int(request.query.get("offset", 0))
             more = offset + limit < len(found)
             next_url = f"{api.url}{path}?limit={limit}&offset={offset + limit}" if more else None
             body = {"count": len(found), "next": next_url, "previous": None, "results": found[offset : offset + limit]}
@@ -203,7 +232,7 @@ def netbox_routes(api: FakeApi) -> list[web.RouteDef]:
             assert found is not None
             before = found["status"]["value"]
             found["status"] = status((await request.json())["status"])
-            objects["/api/core/object-changes/"].append(
+            objects[changelog].append(
                 {
                     "id": 102,
                     "time": "2026-01-09T10:00:00Z",
@@ -231,15 +260,21 @@ def netbox_routes(api: FakeApi) -> list[web.RouteDef]:
         "/api/ipam/services/",
         "/api/ipam/ip-addresses/",
     ]
+
+    async def status_answer(request: web.Request) -> web.Response:
+        return json_response({"django-version": "5.0.9", "netbox-version": version, "plugins": {}})
+
     routes = [listing(path) for path in objects]
     for path in asset_paths:
         routes += detail(path)
+    if version is not None:
+        routes.append(web.get("/api/status/", status_answer))
     return [*routes, web.post("/api/extras/journal-entries/", journal)]
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeApi]:
-    async with serve(netbox_routes, "Token") as api:
+    async with serve(netbox_api(netbox_objects()), "Token") as api:
         yield api
 
 
