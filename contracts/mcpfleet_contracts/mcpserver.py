@@ -208,6 +208,28 @@ class CMDBConfig(CRDModel):
             field_path=".url",
             reason="FieldValueRequired",
         ),
+        CrossFieldRule(
+            cel="self.backend == 'kubernetes' || (!has(self.auditRedisUrl) && !has(self.auditStreams))",
+            message=(
+                "spec.config.cmdb.auditRedisUrl and auditStreams are read by the kubernetes backend only: "
+                "remove them, or set backend: kubernetes"
+            ),
+            holds=lambda c: (
+                c.backend == CMDBBackend.KUBERNETES or (c.audit_redis_url is None and c.audit_streams is None)
+            ),
+            field_path=".auditRedisUrl",
+            reason="FieldValueForbidden",
+        ),
+        CrossFieldRule(
+            cel="!has(self.auditRedisUrl) || !self.auditRedisUrl.contains('@')",
+            message=(
+                "spec.config.cmdb.auditRedisUrl must not carry credentials (anyone who can read the MCPServer "
+                "would see them): put the password in a Secret and name it in auditRedisPasswordSecret"
+            ),
+            holds=lambda c: c.audit_redis_url is None or "@" not in c.audit_redis_url,
+            field_path=".auditRedisUrl",
+            reason="FieldValueInvalid",
+        ),
     )
 
     backend: CMDBBackend = Field(
@@ -225,6 +247,25 @@ class CMDBConfig(CRDModel):
     )
     token_secret: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the CMDB API token (rest, netbox); mounted as a file."
+    )
+    audit_redis_url: str | None = Field(
+        default=None,
+        description=(
+            "kubernetes backend: the Redis holding the gateway's audit streams, e.g. redis://redis.mcpfleet:6379/0; "
+            "successful changing calls through the gateway then appear among an asset's change records. "
+            "Unset: change records come from Events and rollout revisions only."
+        ),
+        max_length=2048,
+        pattern=r"^(rediss?|unix)://[^\s]+$",
+    )
+    audit_redis_password_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the password of auditRedisUrl; mounted as a file."
+    )
+    audit_streams: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s,]+$")]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Stream names or glob patterns of the gateway's audit trail. Default: mcpfleet:audit:*.",
     )
 
 

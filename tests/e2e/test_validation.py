@@ -100,6 +100,11 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         ("spec.config.cmdb.url: Required value", "spec.config.cmdb.backend rest and netbox need spec.config.cmdb.url"),
     ),
     (
+        "cel-cmdb-audit-url-without-credentials",
+        mcpserver({"type": "cmdb", "config": {"cmdb": {"auditRedisUrl": "redis://:hunter2@redis:6379"}}}),
+        ("spec.config.cmdb.auditRedisUrl: Invalid value", "auditRedisUrl must not carry credentials"),
+    ),
+    (
         "cel-reserved-env-name",
         mcpserver({"type": "k8s-ops", "env": [{"name": "MCP_PORT", "value": "9000"}]}),
         ("spec.env must not set POD_NAME",),

@@ -150,6 +150,21 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.config.cmdb",
     ),
     (
+        "cmdb-audit-with-rest-backend",
+        {
+            "type": "cmdb",
+            "config": {"cmdb": {"backend": "rest", "url": "http://cmdb", "auditRedisUrl": "redis://redis:6379"}},
+        },
+        "spec.config.cmdb: spec.config.cmdb.auditRedisUrl and auditStreams are read by the kubernetes backend only",
+        "spec.config.cmdb",
+    ),
+    (
+        "cmdb-audit-url-with-password",
+        {"type": "cmdb", "config": {"cmdb": {"auditRedisUrl": "redis://:hunter2@redis:6379"}}},
+        "spec.config.cmdb: spec.config.cmdb.auditRedisUrl must not carry credentials",
+        "spec.config.cmdb",
+    ),
+    (
         "typo-in-spec",
         {"type": "k8s-ops", "replica": 2},
         "spec.replica: unknown field; remove it or check its spelling",

@@ -232,7 +232,7 @@ def _secret_volumes(spec: MCPServerSpec) -> tuple[list[dict[str, Any]], list[dic
             if monitoring
             else ()
         ),
-        config.cmdb.token_secret if config and config.cmdb else None,
+        *((config.cmdb.token_secret, config.cmdb.audit_redis_password_secret) if config and config.cmdb else ()),
     ]
     for token in token_refs:
         if token is not None and token.name not in mounts:
