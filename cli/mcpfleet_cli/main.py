@@ -30,7 +30,7 @@ app.add_typer(audit_app, name="audit")
 config_app = typer.Typer(help="The gateway's config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
-dev_app = typer.Typer(help="Development helpers.", no_args_is_help=True)
+dev_app = typer.Typer(invoke_without_command=True)
 app.add_typer(dev_app, name="dev")
 cluster_app = typer.Typer(
     help="A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) on loopback; "
@@ -293,6 +293,152 @@ def audit_verify(
     typer.echo(f"{label}: {result.records} record(s), head {result.head}: {verdict}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@dev_app.callback()
+def dev(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="State directory (control plane, configs, logs). Default: ~/.cache/mcpfleet/dev.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Gateway port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory with etcd, kube-apiserver, kube-controller-manager and kubectl. Default: "
+            "$MCPFLEET_TOOLS_BIN, else built once from source into ~/.cache/mcpfleet.",
+            show_default=False,
+        ),
+    ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the ready file (URLs, token, kubeconfig; JSON, mode 0600) here.", show_default=False
+        ),
+    ] = None,
+    prometheus: Annotated[
+        bool, typer.Option("--prometheus/--no-prometheus", help="Run a local Prometheus (and the monitoring server).")
+    ] = True,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Point the monitoring server at this Prometheus instead of starting one.", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=10, help="Seconds the platform may take to become ready (after the toolchain build).")
+    ] = 300.0,
+) -> None:
+    """Run the whole platform on this machine until Ctrl-C: a real control plane, the operator, the k8s-ops,
+    monitoring and cmdb servers (local processes cataloged as external MCPServers), the gateway, Redis, Consul
+    (when built) and Prometheus. Prints the gateway URL, a token and a client configuration.
+
+    `mcpfleet dev cluster ...` manages a bare control plane instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from mcpfleet_cli.devplatform.layout import default_root  # noqa: PLC0415
+    from mcpfleet_cli.devplatform.platform import Options, run  # noqa: PLC0415
+
+    options = Options(
+        directory=directory or default_root(),
+        port=port,
+        bin_dir=bin_dir,
+        ready_file=ready_file,
+        prometheus=prometheus,
+        prometheus_url=prometheus_url,
+        timeout=timeout,
+    )
+    code = run(options, typer.echo, lambda line: typer.echo(line, err=True))
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def doctor(
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="kubeconfig of the cluster. Default: mcpfleet dev's, else $KUBECONFIG.", show_default=False),
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context. Default: the current one.")] = None,
+    operator_namespace: Annotated[
+        str, typer.Option(help="Namespace of the operator's Deployment (when no --operator URL is known).")
+    ] = "mcpfleet-system",
+    operator_url: Annotated[
+        str | None,
+        typer.Option(
+            "--operator",
+            help="The operator's /metrics URL (instead of looking for its Deployment).",
+            show_default=False,
+        ),
+    ] = None,
+    gateway: Annotated[str | None, typer.Option(help="The gateway's base URL.", show_default=False)] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="MCPFLEET_REDIS_URL",
+            help="Redis URL (redis://user:password@host:port/db); keep a password out of the command line with the "
+            "environment variable.",
+            show_default=False,
+        ),
+    ] = None,
+    consul_url: Annotated[str | None, typer.Option("--consul", help="Consul's HTTP API.", show_default=False)] = None,
+    consul_token: Annotated[
+        str | None, typer.Option(envvar="CONSUL_HTTP_TOKEN", help="Consul ACL token.", show_default=False)
+    ] = None,
+    prometheus_url: Annotated[
+        str | None, typer.Option("--prometheus", help="Prometheus's base URL.", show_default=False)
+    ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A running `mcpfleet dev`'s ready file. Default: ~/.cache/mcpfleet/dev/ready.json.", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.5, help="Seconds each check may take.")] = 5.0,
+) -> None:
+    """Check the platform: API server, MCPServer CRD, operator, gateway, Redis, Consul, Prometheus. One line
+    each, PASS, FAIL (with the fix) or SKIP (nothing to check); exit 1 when anything failed.
+
+    Without options it checks what a running `mcpfleet dev` (make run) serves.
+    """
+    import asyncio  # noqa: PLC0415
+
+    from mcpfleet_cli.devplatform.layout import default_root  # noqa: PLC0415
+    from mcpfleet_cli.devplatform.ready import ReadyFileError, is_running, read_ready  # noqa: PLC0415
+    from mcpfleet_cli.doctor import Targets, exit_code, run_checks, with_dev_defaults  # noqa: PLC0415
+
+    path = ready_file or default_root() / "ready.json"
+    try:
+        ready = read_ready(path)
+    except ReadyFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if ready is not None and not is_running(ready):
+        typer.echo(f"doctor: ignoring {path}: the `mcpfleet dev` that wrote it (pid {ready.pid}) no longer runs")
+        ready = None
+    elif ready is not None:
+        typer.echo(f"doctor: checking the `mcpfleet dev` platform described in {path}")
+    given = Targets(
+        kubeconfig=kubeconfig,
+        context=context,
+        operator_namespace=operator_namespace,
+        operator=operator_url,
+        gateway=gateway,
+        redis=redis_url,
+        consul=consul_url,
+        consul_token=consul_token,
+        prometheus=prometheus_url,
+    )
+    results = asyncio.run(run_checks(with_dev_defaults(given, ready), timeout))
+    for result in results:
+        typer.echo(result.line())
+    raise typer.Exit(code=exit_code(results))
 
 
 def _cache_dir() -> Path:
