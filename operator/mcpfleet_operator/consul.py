@@ -51,6 +51,9 @@ ACL_DENIED = "ACLDenied"
 CONSUL_ERROR = "ConsulError"
 TOKEN_UNREADABLE = "ConsulTokenUnreadable"
 
+# The reasons an MCPServer's registration can be counted under (bounded: the state gauge has one series each).
+STATE_REASONS = (REGISTERED, PENDING, UNREACHABLE, ACL_DENIED, CONSUL_ERROR, TOKEN_UNREADABLE, DISABLED)
+
 _FLEET_FILTER = f'"{FLEET_TAG}" in Tags'
 _DOING = {"register": "registering", "deregister": "deregistering", "verify": "listing the services tagged mcpfleet"}
 
@@ -93,8 +96,18 @@ class ConsulMetrics:
             ["operation", "result"],
             registry=registry,
         )
+        self.states = Gauge(
+            "mcpfleet_operator_consul_registration_states",
+            "MCPServers by the reason of their Registered condition (Registered, Pending, ConsulUnreachable, "
+            "ACLDenied, ConsulError, ConsulTokenUnreadable, Disabled); a server being removed counts until its "
+            "deregistration is done.",
+            ["reason"],
+            registry=registry,
+        )
         for state in ("desired", "registered"):
             self.registrations.labels(state).set(0)
+        for reason in STATE_REASONS:
+            self.states.labels(reason).set(0)
 
 
 class ConsulFailure(Exception):
@@ -464,6 +477,14 @@ class ConsulRegistrar:
         desired = [slot.desired for slot in self._slots.values() if slot.desired is not None]
         self._metrics.registrations.labels("desired").set(len(desired))
         self._metrics.registrations.labels("registered").set(sum(self._in_consul(d) for d in desired))
+        by_reason = dict.fromkeys(STATE_REASONS, 0)
+        for slot in self._slots.values():
+            # A finished removal (Deregistered) is no registration state worth counting; a pending one is.
+            counted = slot.desired is not None or self._pending(slot)
+            if counted and slot.state is not None and slot.state.reason in by_reason:
+                by_reason[slot.state.reason] += 1
+        for reason, count in by_reason.items():
+            self._metrics.states.labels(reason).set(count)
 
     # ------------------------------------------------------------ background loop
 

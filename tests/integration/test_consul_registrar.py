@@ -19,7 +19,7 @@ from mcpfleet_cli.devcluster.cluster import free_port
 from mcpfleet_contracts.mcpserver import parse_spec
 from mcpfleet_operator.builders.consul import Registration, build_registration
 from mcpfleet_operator.builders.model import Owner
-from mcpfleet_operator.consul import REQUEST_TIMEOUT_SECONDS, ConsulRegistrar, RegistrationState
+from mcpfleet_operator.consul import REQUEST_TIMEOUT_SECONDS, STATE_REASONS, ConsulRegistrar, RegistrationState
 from mcpfleet_operator.settings import OperatorSettings
 from tests.consul_agent import ConsulAgent, running_consul
 from tests.integration.conftest import eventually
@@ -361,6 +361,49 @@ async def test_without_an_address_registration_is_disabled(clean_env: None) -> N
         assert "MCPFLEET_OPERATOR_CONSUL_ADDRESS" in state.message
         assert (await harness.registrar.remove(KEY)).reason == "Disabled"
         assert harness.operations("register") + harness.operations("register", "error") == 0
+
+
+def states_by_reason(harness: Harness) -> dict[str, float]:
+    """mcpfleet_operator_consul_registration_states, by reason (every reason has its series, 0 included)."""
+    found = {r: harness.gauge("mcpfleet_operator_consul_registration_states", reason=r) for r in STATE_REASONS}
+    assert None not in found.values(), f"a reason has no series: {found}"
+    return {reason: value or 0.0 for reason, value in found.items()}
+
+
+@pytest.mark.usefixtures("clean_env")
+async def test_the_state_gauge_counts_servers_by_the_reason_of_their_registration(agent: ConsulAgent) -> None:
+    other_key = ("team-b", "k8s")
+    other = registration(owner=Owner("k8s", "team-b", "uid-k8s-b"))
+    async with registrar(agent.address) as harness:
+        assert set(states_by_reason(harness).values()) == {0.0}
+        await harness.registrar.ensure(KEY, registration())
+        assert states_by_reason(harness)["Registered"] == 1
+
+        agent.stop()
+        async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS + 5):
+            await harness.registrar.ensure(other_key, other)
+        during = states_by_reason(harness)
+        assert during["ConsulUnreachable"] >= 1, during
+        assert sum(during.values()) == 2, f"each wanted registration counts under exactly one reason: {during}"
+
+        await asyncio.to_thread(agent.start)
+
+        async def both_registered() -> bool:
+            now = states_by_reason(harness)
+            return now["Registered"] == 2 and sum(now.values()) == 2
+
+        await eventually(both_registered, within=20)
+
+        await harness.registrar.remove(KEY)
+        await harness.registrar.remove(other_key)
+        assert set(states_by_reason(harness).values()) == {0.0}, "a finished removal is no longer counted"
+
+
+async def test_the_state_gauge_counts_servers_while_registration_is_off(clean_env: None) -> None:
+    async with registrar(None) as harness:
+        await harness.registrar.ensure(KEY, registration())
+        assert states_by_reason(harness)["Disabled"] == 1
+        assert states_by_reason(harness)["Registered"] == 0
 
 
 # ------------------------------------------------------------------------ ACLs

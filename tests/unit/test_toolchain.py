@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.unit.helpers import REPO_ROOT
+from tests.unit.helpers import REPO_ROOT, load_script
 
 TOOLS_PY = REPO_ROOT / "hack" / "tools" / "tools.py"
 
 
 @pytest.fixture(scope="module")
 def tools() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mcpfleet_toolchain", TOOLS_PY)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOOLS_PY, "mcpfleet_toolchain")
 
 
 def test_every_module_pins_the_version_from_versions_env(tools: ModuleType) -> None:
