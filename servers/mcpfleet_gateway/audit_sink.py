@@ -63,6 +63,7 @@ from redis.exceptions import RedisError, ResponseError
 from mcpfleet_contracts.audit import RECORD_FIELD, AuditEvent, AuditRecord
 from mcpfleet_gateway.audit import GENESIS, AuditChain, VerifyResult, verify
 from mcpfleet_gateway.spool import AuditSpool
+from mcpfleet_servers.base.jsonlines import complete_end, lines_backwards
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ REPLICA_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SINK_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 # Redis's answer to an XADD whose id is not above the stream's last id.
 _ID_NOT_ABOVE_TOP = "equal or smaller than the target stream top item"
-_BLOCK = 1 << 16
 
 
 class AuditUnavailable(RuntimeError):
@@ -913,44 +913,11 @@ class _LogFile:
                 self._handle = None
 
 
-def _lines_backwards(handle: IO[bytes], end: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) of the complete lines before ``end``, last first."""
-    pos, buffer = end, b""
-    while True:
-        cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
-        if cut >= 0:
-            yield pos + cut + 1, buffer[cut + 1 :]
-            buffer = buffer[: cut + 1]
-            continue
-        if pos == 0:
-            if buffer:
-                yield 0, buffer
-            return
-        size = min(_BLOCK, pos)
-        pos -= size
-        handle.seek(pos)
-        buffer = handle.read(size) + buffer
-
-
-def _complete_end(handle: IO[bytes]) -> int:
-    """Offset just after the last newline (0 when there is none)."""
-    end = handle.seek(0, os.SEEK_END)
-    while end > 0:
-        start = max(0, end - _BLOCK)
-        handle.seek(start)
-        chunk = handle.read(end - start)
-        index = chunk.rfind(b"\n")
-        if index >= 0:
-            return start + index + 1
-        end = start
-    return 0
-
-
 def _cut_torn_tail(path: Path) -> None:
     """A last line without its newline was torn by a crash mid-write; it never was a record."""
     with path.open("r+b") as handle:
         size = handle.seek(0, os.SEEK_END)
-        end = _complete_end(handle)
+        end = complete_end(handle)
         if end < size:
             logger.warning("audit log %s: cutting a torn last line (%d bytes)", path, size - end)
             handle.truncate(end)
@@ -959,7 +926,7 @@ def _cut_torn_tail(path: Path) -> None:
 
 def _last_record(path: Path) -> AuditRecord | None:
     with path.open("rb") as handle:
-        for skipped, (_, line) in enumerate(_lines_backwards(handle, _complete_end(handle))):
+        for skipped, (_, line) in enumerate(lines_backwards(handle, complete_end(handle))):
             try:
                 record = AuditRecord.model_validate_json(line)
             except ValidationError:
@@ -981,7 +948,7 @@ def _seq_of(line: bytes) -> int | None:
 def _log_offset_after(path: Path, after: int) -> int:
     """Where the records after seq ``after`` begin in the log, found from its end (they are near it)."""
     with path.open("rb") as handle:
-        for offset, line in _lines_backwards(handle, _complete_end(handle)):
+        for offset, line in lines_backwards(handle, complete_end(handle)):
             seq = _seq_of(line)
             if seq is not None and seq <= after:
                 return offset + len(line)

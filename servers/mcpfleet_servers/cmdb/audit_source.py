@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mcpfleet_contracts.audit import RECORD_FIELD, AuditRecord
+from mcpfleet_servers.base.jsonlines import complete_end, lines_backwards
 from mcpfleet_servers.base.redact import redact_text
 from mcpfleet_servers.cmdb.audit_match import change_records
 from mcpfleet_servers.cmdb.changes import parse_time
@@ -47,7 +48,6 @@ TRAIL_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErr
 _GLOB_CHARS = frozenset("*?[")
 _SCAN_COUNT = 1000
 _SCAN_ROUNDS = 1000  # SCAN calls per pattern: bounds the walk over a Redis with very many keys
-_BLOCK = 1 << 16
 
 
 @dataclass
@@ -357,37 +357,11 @@ def lines_before(path: Path, end: int | None, count: int) -> tuple[list[str], in
     """Up to ``count`` complete lines (stripped) of a file ending at offset ``end`` (None: its last complete
     line), last first, and the offset where the first of them begins. Blocking: run it in a thread."""
     with path.open("rb") as handle:
-        if end is None:
-            end = _complete_end(handle)
+        start = complete_end(handle) if end is None else end
         lines: list[str] = []
-        start, buffer = end, b""
-        while len(lines) < count:
-            cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
-            if cut >= 0:
-                lines.append(buffer[cut + 1 :].decode("utf-8", errors="replace").strip())
-                buffer = buffer[: cut + 1]
-                continue
-            if start == 0:
-                if buffer:
-                    lines.append(buffer.decode("utf-8", errors="replace").strip())
-                    buffer = b""
+        for offset, line in lines_backwards(handle, start):
+            if len(lines) == count:
                 break
-            size = min(_BLOCK, start)
-            start -= size
-            handle.seek(start)
-            buffer = handle.read(size) + buffer
-        return lines, start + len(buffer)
-
-
-def _complete_end(handle: IO[bytes]) -> int:
-    """The offset just after the file's last newline: a last line without one is being written (or torn)."""
-    end = handle.seek(0, os.SEEK_END)
-    while end > 0:
-        start = max(0, end - _BLOCK)
-        handle.seek(start)
-        chunk = handle.read(end - start)
-        index = chunk.rfind(b"\n")
-        if index >= 0:
-            return start + index + 1
-        end = start
-    return 0
+            lines.append(line.decode("utf-8", errors="replace").strip())
+            start = offset
+        return lines, start
