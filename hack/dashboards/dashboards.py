@@ -182,6 +182,15 @@ def variable(name: str, label: str, query: str) -> gdash.QueryVariable:
     )
 
 
+def target_variables(metric: str, replica: str) -> list[gdash.QueryVariable]:
+    """namespace, job and instance, each narrowed by the ones before it, from a metric every target exposes."""
+    return [
+        variable("namespace", "Namespace", f"label_values({metric}, namespace)"),
+        variable("job", "Job", f'label_values({metric}{{namespace=~"$namespace"}}, job)'),
+        variable("instance", replica, f'label_values({metric}{{namespace=~"$namespace", job=~"$job"}}, instance)'),
+    ]
+
+
 @dataclass
 class Board:
     """One dashboard: its file, uid, title, variables and rows of panels."""
@@ -238,13 +247,7 @@ def overview() -> Board:
         "mcpfleet / Platform overview",
         "Tool calls through the mcpfleet gateway: traffic, errors, latency, refusals, audit, upstreams and catalog.",
         [
-            variable("namespace", "Namespace", "label_values(mcpfleet_gateway_tools, namespace)"),
-            variable("job", "Job", 'label_values(mcpfleet_gateway_tools{namespace=~"$namespace"}, job)'),
-            variable(
-                "instance",
-                "Gateway replica",
-                'label_values(mcpfleet_gateway_tools{namespace=~"$namespace", job=~"$job"}, instance)',
-            ),
+            *target_variables("mcpfleet_gateway_tools", "Gateway replica"),
             variable("server", "Server prefix", f"label_values(mcpfleet_gateway_tool_calls_total{gw}, server)"),
         ],
     )
@@ -425,13 +428,7 @@ def operator() -> Board:
         "mcpfleet / Operator",
         "The MCPServer operator: reconciliations, errors, the tool catalog and Consul registrations.",
         [
-            variable("namespace", "Namespace", "label_values(mcpfleet_operator_managed_objects, namespace)"),
-            variable("job", "Job", 'label_values(mcpfleet_operator_managed_objects{namespace=~"$namespace"}, job)'),
-            variable(
-                "instance",
-                "Operator replica",
-                'label_values(mcpfleet_operator_managed_objects{namespace=~"$namespace", job=~"$job"}, instance)',
-            ),
+            *target_variables("mcpfleet_operator_managed_objects", "Operator replica"),
         ],
     )
     board.row(

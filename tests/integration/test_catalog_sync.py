@@ -28,7 +28,7 @@ from mcpfleet_operator.builders.model import (
 )
 from mcpfleet_operator.handlers import OperatorState
 from mcpfleet_operator.kube import KubeClient
-from tests.consul_agent import ConsulAgent
+from tests.consul_agent import ConsulAgent, running_consul
 from tests.emulator import ApiServerEmulator
 from tests.integration.catalog_app import ToolServer, tool_server
 from tests.integration.conftest import NAMESPACE, create_mcpserver, eventually, running_operator
@@ -48,12 +48,8 @@ TOOLS = {
 
 @pytest.fixture
 def consul(tmp_path: Path) -> Iterator[ConsulAgent]:
-    agent = ConsulAgent(tmp_path / "consul")
-    agent.start()
-    try:
+    with running_consul(tmp_path / "consul") as agent:
         yield agent
-    finally:
-        agent.stop()
 
 
 @pytest.fixture

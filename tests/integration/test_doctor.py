@@ -28,7 +28,7 @@ from mcpfleet_cli.doctor import (
 )
 from mcpfleet_contracts.crd import build_crd
 from mcpfleet_operator.metrics import OperatorMetrics
-from tests.consul_agent import ConsulAgent
+from tests.consul_agent import ConsulAgent, running_consul
 from tests.emulator import ApiServerEmulator, store_object
 from tests.integration.gateway.harness import base_url, config_document, gateway_at, write_config
 from tests.prometheus_stack import running_prometheus_stack
@@ -67,12 +67,8 @@ async def test_a_redis_url_that_is_not_one_fails_saying_how_to_write_it() -> Non
 
 @pytest.fixture
 def consul_agent(tmp_path: Path) -> Iterator[ConsulAgent]:
-    agent = ConsulAgent(tmp_path / "consul")
-    agent.start()
-    try:
+    with running_consul(tmp_path / "consul") as agent:
         yield agent
-    finally:
-        agent.stop()
 
 
 async def test_consul_passes_with_a_leader_and_fails_once_the_agent_is_gone(consul_agent: ConsulAgent) -> None:
