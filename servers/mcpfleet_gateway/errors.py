@@ -8,6 +8,7 @@ import mcp_types as types
 
 # Codes from the JSON-RPC server-error range, one per refusal a client can act on differently.
 FORBIDDEN = -32003
+USER_INPUT_REQUIRED = -32004
 RATE_LIMITED = -32029
 UNAUTHENTICATED = -32001
 
@@ -60,3 +61,10 @@ class PassThrough(GatewayError):
         super().__init__(message, data if isinstance(data, dict) else ({"data": data} if data is not None else None))
         self.code = code
         self.http_status = 400 if code == types.INVALID_PARAMS else 502
+
+
+class UserInputRequired(GatewayError):
+    """The tool needs the user's answer (a confirmation) and the caller has no way to be asked (the REST facade)."""
+
+    code = USER_INPUT_REQUIRED
+    http_status = 409

@@ -22,6 +22,7 @@ from typing import Any
 import mcp_types as types
 import orjson
 import redis.asyncio as redis
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -43,10 +44,19 @@ from mcpfleet_gateway.errors import (
     RateLimited,
     UnknownResource,
     UnknownTool,
+    UserInputRequired,
 )
 from mcpfleet_gateway.metrics import GatewayMetrics
 from mcpfleet_gateway.ratelimit import RateLimiter
 from mcpfleet_gateway.rbac import Authorizer
+from mcpfleet_gateway.relay import (
+    MAX_ROUNDS,
+    NO_DOWNSTREAM,
+    Downstream,
+    StateSeal,
+    unanswerable_message,
+    unsupported_request,
+)
 from mcpfleet_gateway.table import (
     ArgumentError,
     PromptRoute,
@@ -58,7 +68,7 @@ from mcpfleet_gateway.table import (
     prefixed_resource,
     with_overrides,
 )
-from mcpfleet_gateway.upstreams.base import Upstream, build_upstream
+from mcpfleet_gateway.upstreams.base import ClientInput, Upstream, build_upstream
 from mcpfleet_gateway.upstreams.errors import (
     UpstreamError,
     UpstreamRPCError,
@@ -188,6 +198,7 @@ class Gateway:
         self.limiter: RateLimiter | None = None
         self.audit: AuditWriter | None = None
         self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
+        self.state_seal = StateSeal()
         self._visible: dict[frozenset[str], list[types.Tool]] = {}
         self._listeners: set[Listener] = set()
         self._in_flight: dict[str, int] = {}
@@ -710,7 +721,18 @@ class Gateway:
         caller = Caller(Principal("unauthenticated", (), "anonymous"), client_address, "http", uuid.uuid4().hex)
         self._audit(caller, None, {"path": path}, "denied", reason=reason, status="unauthenticated")
 
-    async def call_tool(self, caller: Caller, name: str, arguments: Mapping[str, Any] | None) -> types.CallToolResult:
+    async def call_tool(
+        self,
+        caller: Caller,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        downstream: Downstream = NO_DOWNSTREAM,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Govern and forward one call. An ``InputRequiredResult`` comes back only to a pass-through client.
+
+        A retry (``downstream`` carries answers and a state) is authorized again like any call; it is not counted
+        against the rate limits again when it continues a call this gateway started (see :mod:`relay`).
+        """
         started = time.perf_counter()
         args = dict(arguments or {})
         route = self.table.tools.get(name)
@@ -735,6 +757,25 @@ class Gateway:
         decision = self.authorizer.authorize(caller.principal.roles, route.grant, args)
         if not decision.allowed:
             raise self.refuse(caller, name, args, Forbidden(f"forbidden: {decision.reason}"), "denied")
+        upstream_state, continues = self._continuation(caller, name, args, downstream)
+        if not continues:
+            await self._check_limits(caller, name, args, route, started)
+        client_input = ClientInput(
+            elicitation=downstream.can_answer, input_responses=downstream.input_responses, request_state=upstream_state
+        )
+        return await self._forward(caller, route, args, started, downstream, client_input)
+
+    def _continuation(
+        self, caller: Caller, name: str, args: Mapping[str, Any], downstream: Downstream
+    ) -> tuple[str | None, bool]:
+        """The upstream's state a retry carries, and whether it continues a call this gateway started."""
+        if downstream.request_state is None:
+            return None, False
+        return self.state_seal.open(caller.principal.subject, name, args, downstream.request_state)
+
+    async def _check_limits(
+        self, caller: Caller, name: str, args: dict[str, Any], route: Route, started: float
+    ) -> None:
         assert self.limiter is not None
         limit = await self.limiter.check(caller.principal.subject, name, route.risk)
         if not limit.allowed:
@@ -747,14 +788,21 @@ class Gateway:
                 "rate-limited",
                 started,
             )
-        return await self._forward(caller, route, args, started)
 
     async def _forward(
-        self, caller: Caller, route: Route, args: dict[str, Any], started: float
-    ) -> types.CallToolResult:
+        self,
+        caller: Caller,
+        route: Route,
+        args: dict[str, Any],
+        started: float,
+        downstream: Downstream = NO_DOWNSTREAM,
+        client_input: ClientInput | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         name, entry = route.name, route.entry
         server = name.partition(self.config.separator)[0]
-        cache_key = ResultCache.key(name, args) if entry.cache_ttl_seconds > 0 else None
+        # An answer that needed the user is theirs alone: neither served from nor put into the cache.
+        cacheable = entry.cache_ttl_seconds > 0 and not downstream.is_retry
+        cache_key = ResultCache.key(name, args) if cacheable else None
         if cache_key is not None:
             cached = self.cache.get(cache_key)
             self.metrics.cache.labels(result="hit" if cached else "miss").inc()
@@ -765,10 +813,20 @@ class Gateway:
         source = route.backend.name if isinstance(route.backend, Upstream) else route.source
         self._in_flight[source] = self._in_flight.get(source, 0) + 1
         self.metrics.in_flight.inc()
+        rounds = 0
         try:
-            result = await route.backend.call_tool(
-                entry.upstream_name, args, timeout=entry.timeout_seconds, retry=route.risk is Risk.SAFE
+            answer, rounds = await self._call_upstream(route, args, downstream, client_input)
+        except _NoAnswerInTime:
+            self._finish(caller, route, args, "timeout", started, server, reason="no answer from the user in time")
+            return _error_result(
+                f"{name} timed out after {entry.timeout_seconds:g} s waiting for the user's answer; nothing was done"
             )
+        except _Unanswerable as exc:
+            self.metrics.input_requests.labels(server=server, outcome=exc.outcome).inc()
+            self._finish(caller, route, args, "unconfirmable", started, server, reason=exc.message)
+            if downstream.mode == "refuse":
+                raise UserInputRequired(exc.message, {"tool": name, "reason": exc.outcome}) from None
+            return _error_result(exc.message)
         except UpstreamRPCError as exc:
             self._finish(caller, route, args, "upstream-error", started, server, reason=exc.message)
             raise PassThrough(exc.code, exc.message, exc.data) from None
@@ -783,11 +841,91 @@ class Gateway:
             self.metrics.in_flight.dec()
             if self._in_flight[source] == 0 and source in self._idle:
                 self._idle[source].set()
+        if isinstance(answer, types.InputRequiredResult):
+            # Handed to the client to ask; the call is audited once, when the client's retry brings its outcome.
+            self.metrics.input_requests.labels(server=server, outcome="passed-through").inc()
+            state = self.state_seal.seal(caller.principal.subject, name, args, answer.request_state)
+            return answer.model_copy(update={"request_state": state})
+        result = answer
         outcome = "tool-error" if result.is_error else "ok"
-        if cache_key is not None and not result.is_error:
+        if cache_key is not None and not result.is_error and rounds == 0:
             self.cache.put(cache_key, entry.cache_ttl_seconds, result, _text_size(result))
-        self._finish(caller, route, args, outcome, started, server)
+        reason = None
+        if downstream.is_retry:
+            reason = "completed after the user's input (the client asked)"
+        elif rounds:
+            reason = f"completed after the user's input ({rounds} round(s) asked by the gateway)"
+        self._finish(caller, route, args, outcome, started, server, reason=reason)
         return result
+
+    async def _call_upstream(
+        self, route: Route, args: dict[str, Any], downstream: Downstream, client_input: ClientInput | None
+    ) -> tuple[types.CallToolResult | types.InputRequiredResult, int]:
+        """Call the route's backend; for a client the gateway asks itself, repeat with the user's answers.
+
+        Returns the answer and how many rounds of questions the gateway asked. Raises :class:`_Unanswerable` when
+        the upstream needs input this client cannot give.
+        """
+        entry = route.entry
+        server = route.name.partition(self.config.separator)[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + entry.timeout_seconds
+        rounds = 0
+        while True:
+            answer = await route.backend.call_tool(
+                entry.upstream_name,
+                args,
+                timeout=max(deadline - loop.time(), 0.001),
+                retry=route.risk is Risk.SAFE,
+                client_input=client_input,
+            )
+            if not isinstance(answer, types.InputRequiredResult):
+                if rounds:
+                    self.metrics.input_requests.labels(server=server, outcome="relayed").inc()
+                return answer, rounds
+            problem = unsupported_request(answer, downstream)
+            if problem is not None:
+                raise _Unanswerable(f"{route.name} cannot be completed through the gateway: {problem}", "unsupported")
+            if downstream.mode == "pass-through":
+                return answer, rounds
+            if downstream.mode != "ask" or downstream.ask is None:
+                raise _Unanswerable(unanswerable_message(route.name, downstream.mode == "refuse"), "unanswerable")
+            if rounds >= MAX_ROUNDS:
+                raise _Unanswerable(
+                    f"{route.name} asked the user more than {MAX_ROUNDS} rounds of questions; the gateway stopped "
+                    "asking and the call was not completed",
+                    "too-many-rounds",
+                )
+            rounds += 1
+            responses = await self._ask(route.name, downstream, answer, deadline)
+            client_input = ClientInput(elicitation=True, input_responses=responses, request_state=answer.request_state)
+
+    @staticmethod
+    async def _ask(
+        tool: str, downstream: Downstream, answer: types.InputRequiredResult, deadline: float
+    ) -> dict[str, Any]:
+        """Each of the upstream's questions to the client, as the upstream worded them; the answers in wire form.
+
+        The user's time counts against the call's timeout (``deadline``, loop time).
+        """
+        assert downstream.ask is not None
+        responses: dict[str, Any] = {}
+        for key, request in (answer.input_requests or {}).items():
+            assert isinstance(request, types.ElicitRequest)  # unsupported_request() let only elicitation through
+            try:
+                async with asyncio.timeout_at(deadline):
+                    result = await downstream.ask(request)
+            except TimeoutError:
+                raise _NoAnswerInTime from None
+            except NoBackChannelError:
+                raise _Unanswerable(unanswerable_message(tool), "unanswerable") from None
+            except MCPError as exc:
+                raise _Unanswerable(
+                    f"{tool} needs the user's answer, and the client failed to give one: {exc.error.message}",
+                    "client-error",
+                ) from None
+            responses[key] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return responses
 
     def _finish(
         self,
@@ -866,6 +1004,19 @@ class Gateway:
             "upstreams": upstreams,
             "problems": self.problems(),
         }
+
+
+class _NoAnswerInTime(Exception):
+    """The user did not answer the gateway's question within the call's timeout."""
+
+
+class _Unanswerable(Exception):
+    """The upstream needs input the calling client cannot give; ``outcome`` labels the input-request metric."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.outcome = outcome
 
 
 def _error_result(message: str) -> types.CallToolResult:

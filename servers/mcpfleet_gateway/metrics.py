@@ -19,7 +19,7 @@ class GatewayMetrics:
         self.calls = Counter(
             "mcpfleet_gateway_tool_calls",
             "Tool calls by server prefix, tool and outcome (ok, tool-error, upstream-error, timeout, denied, "
-            "rate-limited, invalid, cached).",
+            "rate-limited, invalid, cached, unconfirmable).",
             ["server", "tool", "outcome"],
             registry=registry,
         )
@@ -35,6 +35,15 @@ class GatewayMetrics:
             "Refused requests by reason (unauthenticated, denied, rate-limited, invalid, unknown-tool, "
             "ip-not-allowed, bad-host, bad-origin, body-too-large).",
             ["reason"],
+            registry=registry,
+        )
+        self.input_requests = Counter(
+            "mcpfleet_gateway_input_requests",
+            "Upstream requests for the user's input (elicitation) by server prefix and what the gateway did: "
+            "passed-through (a 2026-07-28 client asks), relayed (the gateway asked a handshake-era client), "
+            "unanswerable (the client cannot ask), unsupported (sampling, roots, URL mode), too-many-rounds, "
+            "client-error.",
+            ["server", "outcome"],
             registry=registry,
         )
         self.in_flight = Gauge("mcpfleet_gateway_calls_in_flight", "Tool calls being answered.", registry=registry)

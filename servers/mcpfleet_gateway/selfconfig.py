@@ -20,6 +20,7 @@ from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_gateway.config import GatewayConfig, config_schema, config_store, load_config
 from mcpfleet_gateway.config_store import ConfigInvalid, ConfigStore, PathNotAllowed, parse_document
 from mcpfleet_gateway.table import Route
+from mcpfleet_gateway.upstreams.base import ClientInput
 from mcpfleet_servers.base.redact import redact_value
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class SelfConfigTools:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - part of the ToolBackend interface; file work is bounded
         retry: bool = False,
+        client_input: ClientInput | None = None,  # the gateway's own tools never ask the user
     ) -> types.CallToolResult:
         handler = self._handlers[name][0]
         try:

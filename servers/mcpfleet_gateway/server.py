@@ -25,7 +25,8 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,6 +36,7 @@ from mcpfleet_gateway.auth import Principal, Unauthenticated
 from mcpfleet_gateway.errors import UNAUTHENTICATED, GatewayError
 from mcpfleet_gateway.gateway import Caller, Gateway
 from mcpfleet_gateway.metrics import CONTENT_TYPE
+from mcpfleet_gateway.relay import REST_DOWNSTREAM, Asker, Downstream, Mode
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,48 @@ async def _answered(answer: Awaitable[T]) -> T:
         raise MCPError(error.code, error.message, error.data or None) from None
 
 
+def _downstream(
+    gateway: Gateway, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+) -> Downstream:
+    """How this client can answer an upstream's questions (form elicitation), and the answers a retry carries."""
+    responses = None
+    if params.input_responses is not None:
+        responses = {
+            key: answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for key, answer in params.input_responses.items()
+        }
+    session = ctx.session
+    capabilities = session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # An elicitation capability naming neither mode means form mode (the 2025-06-18 shape).
+    form = elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+    mode: Mode = "none"
+    if form and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        mode = "pass-through"
+    elif form and (session.can_send_request or not gateway.config.listen.stateless):
+        # A JSON-response call cannot carry a request, but a stateful connection's standing GET stream can.
+        mode = "ask"
+    return Downstream(
+        mode=mode,
+        ask=_asker(ctx) if mode == "ask" else None,
+        elicitation_url=elicitation is not None and elicitation.url is not None,
+        input_responses=responses,
+        request_state=params.request_state,
+    )
+
+
+def _asker(ctx: ServerRequestContext[Any, Any]) -> Asker:
+    session = ctx.session
+
+    async def ask(request: types.ElicitRequest) -> types.ElicitResult:
+        related = ctx.request_id if session.can_send_request else None
+        return await session.send_request(
+            request, types.ElicitResult, metadata=ServerMessageMetadata(related_request_id=related)
+        )
+
+    return ask
+
+
 class SessionRegistry:
     """Connections of the handshake era, which can be told that the lists changed.
 
@@ -124,8 +168,9 @@ def build_mcp_server(gateway: Gateway, sessions: SessionRegistry) -> Server[Any]
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
-        return await _answered(gateway.call_tool(_caller(gateway, ctx), params.name, params.arguments))
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        downstream = _downstream(gateway, ctx, params)
+        return await _answered(gateway.call_tool(_caller(gateway, ctx), params.name, params.arguments, downstream))
 
     async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
         return types.ListResourcesResult(resources=gateway.visible_resources(_caller(gateway, ctx).principal))
@@ -417,9 +462,13 @@ def rest_routes(gateway: Gateway) -> list[Route]:
                 400,
             )
         try:
-            result = await gateway.call_tool(_request_caller(request), name, body.get("arguments") or {})
+            result = await gateway.call_tool(
+                _request_caller(request), name, body.get("arguments") or {}, REST_DOWNSTREAM
+            )
         except GatewayError as exc:
             return _rest_error(exc)
+        # REST callers are never handed questions (REST_DOWNSTREAM refuses them with 409).
+        assert isinstance(result, types.CallToolResult)
         return JSONResponse(result.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     async def list_resources(request: Request) -> Response:
@@ -471,6 +520,7 @@ def openapi_document(gateway: Gateway, principal: Principal) -> dict[str, Any]:
             (401, "No or bad credentials"),
             (403, "Not allowed for the caller's roles"),
             (404, "Unknown tool"),
+            (409, "The tool needs the user's confirmation, which only an MCP client with elicitation can give"),
             (429, "Rate limited (see Retry-After)"),
         )
     }

@@ -28,6 +28,7 @@ from mcpfleet_contracts.catalog import (
 from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_gateway.config import ToolOverride
 from mcpfleet_gateway.rbac import ToolGrant
+from mcpfleet_gateway.upstreams.base import ClientInput
 
 MAX_TOOLS = 10_000
 
@@ -44,7 +45,8 @@ class ToolBackend(Protocol):
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the backend enforces the deadline (retries share it)
         retry: bool = False,
-    ) -> types.CallToolResult: ...
+        client_input: ClientInput | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult: ...
 
 
 class ResourceBackend(Protocol):

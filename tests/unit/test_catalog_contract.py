@@ -21,6 +21,7 @@ from mcpfleet_contracts.catalog import (
 from mcpfleet_contracts.mcpserver import Risk
 from mcpfleet_gateway.config import ToolOverride
 from mcpfleet_gateway.table import ArgumentError, Route, ToolTable, entry_for, with_overrides
+from mcpfleet_gateway.upstreams.base import ClientInput
 
 
 @pytest.mark.parametrize(
@@ -85,6 +86,7 @@ class _Backend:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         retry: bool = False,
+        client_input: ClientInput | None = None,
     ) -> types.CallToolResult:
         raise AssertionError("not called in unit tests")
 

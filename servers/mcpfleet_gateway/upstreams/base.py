@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Annotated, Any, ClassVar, Final, TypeVar, overload
 
 import aiohttp
 import mcp_types as types
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Discriminator, RootModel, Tag, ValidationError
 
 from mcpfleet_gateway.upstreams.errors import (
     UpstreamError,
@@ -43,6 +43,47 @@ CLIENT_INFO: Final = types.Implementation(name="mcpfleet-gateway", version="0.1.
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 ListChangedHandler = Callable[[], Awaitable[None]]
+
+FORM_ELICITATION: Final[dict[str, Any]] = {"elicitation": {"form": {}}}
+"""The client capability a request advertises when the gateway's own client can answer a confirmation."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInput:
+    """What one tool call carries for a server that asks the user (2026-07-28 multi-round-trip requests).
+
+    ``elicitation`` says the gateway can get an answer from its client; it is advertised upstream on the 2026-07-28
+    revision only (the handshake revisions fix capabilities at ``initialize``). ``input_responses`` and
+    ``request_state`` are a retry's answers and the upstream's opaque state, sent back verbatim.
+    """
+
+    elicitation: bool = False
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None
+
+    @property
+    def is_retry(self) -> bool:
+        return self.input_responses is not None or self.request_state is not None
+
+
+def _answer_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "input_required" if value.get("resultType") == "input_required" else "complete"
+    return "input_required" if isinstance(value, types.InputRequiredResult) else "complete"
+
+
+class ToolCallAnswer(
+    RootModel[
+        Annotated[
+            Annotated[types.CallToolResult, Tag("complete")]
+            | Annotated[types.InputRequiredResult, Tag("input_required")],
+            Discriminator(_answer_kind),
+        ]
+    ]
+):
+    """A ``tools/call`` answer: the result, or the upstream's request for client input (never an error)."""
+
+    accepts_input_required: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +154,18 @@ class Upstream(abc.ABC):
 
     @abc.abstractmethod
     async def _send(
-        self, method: str, params: dict[str, Any] | None, result_type: type[ResultT], seconds: float
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        result_type: type[ResultT],
+        seconds: float,
+        *,
+        capabilities: dict[str, Any] | None = None,
     ) -> ResultT:
         """Send one request and return its validated result within ``seconds``.
+
+        ``capabilities`` are client capabilities this one request advertises, where the revision in use declares
+        them per request (2026-07-28); a transport that declares them once per connection ignores them.
 
         Raises only :class:`UpstreamError` subclasses: unreachable/dropped → ``UpstreamUnavailable``, no answer in
         time → ``UpstreamTimeout``, a JSON-RPC error → ``UpstreamRPCError``, anything unusable →
@@ -180,6 +230,28 @@ class Upstream(abc.ABC):
             params["arguments"] = arguments
         return await self._request("prompts/get", params, types.GetPromptResult, self.spec.timeouts.list, retry=True)
 
+    @overload
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        retry: bool = False,
+        client_input: None = None,
+    ) -> types.CallToolResult: ...
+
+    @overload
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        retry: bool = False,
+        client_input: ClientInput | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult: ...
+
     async def call_tool(
         self,
         name: str,
@@ -187,32 +259,52 @@ class Upstream(abc.ABC):
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the call's deadline is part of the interface (retries share it)
         retry: bool = False,
-    ) -> types.CallToolResult:
+        client_input: ClientInput | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Call a tool. A tool failure is a result with ``isError``; only failures to get an answer raise.
 
         ``timeout`` (default ``timeouts.call``) bounds the whole call, retries included. ``retry=True`` is for
         SAFE (read-only) tools only: transport failures and timeouts are retried with exponential backoff and
         jitter while the deadline allows; tool errors and JSON-RPC errors never are.
+
+        An upstream that needs the user first (2026-07-28) answers an ``InputRequiredResult``; it is returned as
+        it came, and never repeated here: only the caller can get the answers and call again with ``client_input``.
+        Without ``client_input`` (a caller that relays nothing) such an answer is the upstream's protocol error.
         """
         params: dict[str, Any] = {"name": name, "arguments": arguments or {}}
+        capabilities: dict[str, Any] | None = None
+        if client_input is not None:
+            if client_input.input_responses is not None:
+                params["inputResponses"] = client_input.input_responses
+            if client_input.request_state is not None:
+                params["requestState"] = client_input.request_state
+            if client_input.elicitation:
+                capabilities = FORM_ELICITATION
         started = time.perf_counter()
         outcome: CallOutcome | None = None
         try:
-            result = await self._request(
+            answer = await self._request(
                 "tools/call",
                 params,
-                types.CallToolResult,
+                ToolCallAnswer,
                 timeout if timeout is not None else self.spec.timeouts.call,
                 retry=retry,
+                capabilities=capabilities,
             )
         except UpstreamError as exc:
             outcome = _outcome(exc)
             raise
         else:
-            outcome = "tool-error" if result.is_error else "ok"
+            result = answer.root
+            if isinstance(result, types.InputRequiredResult):
+                outcome = "input-required"
+            else:
+                outcome = "tool-error" if result.is_error else "ok"
         finally:
             if self._metrics is not None and outcome is not None:
                 self._metrics.call(outcome, time.perf_counter() - started)
+        if client_input is None and isinstance(result, types.InputRequiredResult):
+            raise UpstreamProtocolError(self.name, "tools/call needs client input, and this caller relays none")
         return result
 
     # -- health ----------------------------------------------------------------------------------------------
@@ -273,7 +365,14 @@ class Upstream(abc.ABC):
     # -- shared machinery --------------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, params: dict[str, Any] | None, result_type: type[ResultT], seconds: float, *, retry: bool
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        result_type: type[ResultT],
+        seconds: float,
+        *,
+        retry: bool,
+        capabilities: dict[str, Any] | None = None,
     ) -> ResultT:
         """One logical request: breaker, deadline over all attempts, retries of transport failures if allowed."""
         loop = asyncio.get_running_loop()
@@ -281,7 +380,7 @@ class Upstream(abc.ABC):
         delays: Iterator[float] | None = None
         while True:
             try:
-                return await self._attempt(method, params, result_type, deadline - loop.time())
+                return await self._attempt(method, params, result_type, deadline - loop.time(), capabilities)
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
                 if not retry or (isinstance(exc, UpstreamUnavailable) and exc.breaker_open):
                     raise
@@ -297,7 +396,12 @@ class Upstream(abc.ABC):
                 await asyncio.sleep(delay)
 
     async def _attempt(
-        self, method: str, params: dict[str, Any] | None, result_type: type[ResultT], seconds: float
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        result_type: type[ResultT],
+        seconds: float,
+        capabilities: dict[str, Any] | None = None,
     ) -> ResultT:
         if seconds <= 0:
             raise UpstreamTimeout(self.name, method, 0)
@@ -307,7 +411,7 @@ class Upstream(abc.ABC):
                 self.name, self._last_error or "too many recent failures", retry_in=breaker.retry_in()
             )
         try:
-            result = await self._send(method, params, result_type, seconds)
+            result = await self._send(method, params, result_type, seconds, capabilities=capabilities)
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
             self._transport_failed(exc)
             raise
@@ -348,8 +452,10 @@ class Upstream(abc.ABC):
         """Turn a raw result into its model; an unusable one is the upstream's protocol error."""
         if not isinstance(raw, dict):
             raise UpstreamProtocolError(self.name, f"{method} result is not an object")
-        if raw.get("resultType") == "input_required":
-            raise UpstreamProtocolError(self.name, f"{method} needs client input, which the gateway cannot relay")
+        if raw.get("resultType") == "input_required" and not getattr(result_type, "accepts_input_required", False):
+            raise UpstreamProtocolError(
+                self.name, f"{method} needs client input, which the gateway relays for tools only"
+            )
         try:
             return result_type.model_validate(raw, by_name=False)
         except ValidationError as exc:

@@ -156,11 +156,17 @@ class StreamableHTTPUpstream(Upstream, transport="streamable-http"):
     # -- requests ----------------------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, params: dict[str, Any] | None, result_type: type[ResultT], seconds: float
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        result_type: type[ResultT],
+        seconds: float,
+        *,
+        capabilities: dict[str, Any] | None = None,
     ) -> ResultT:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        raw = await self._rpc(method, params, deadline)
+        raw = await self._rpc(method, params, deadline, capabilities)
         if method == "tools/list" and self._mode == "modern" and isinstance(raw, dict):
             raw = self._absorb_tool_listing(raw)
         return self._validate(method, raw, result_type)
@@ -171,13 +177,15 @@ class StreamableHTTPUpstream(Upstream, transport="streamable-http"):
         # ping does not exist at 2026-07-28; discover is its cheapest request.
         await self._rpc("server/discover" if mode == "modern" else "ping", None, deadline)
 
-    async def _rpc(self, method: str, params: dict[str, Any] | None, deadline: float) -> Any:
+    async def _rpc(
+        self, method: str, params: dict[str, Any] | None, deadline: float, capabilities: dict[str, Any] | None = None
+    ) -> Any:
         """Send a request in the negotiated revision and return its raw ``result``."""
         mode = self._mode or await self._negotiate(deadline)
         if mode == "handshake":
             return await self._handshake_rpc(method, params, deadline)
         try:
-            return await self._modern_rpc(method, params, deadline)
+            return await self._modern_rpc(method, params, deadline, capabilities)
         except UpstreamRPCError as exc:
             if exc.code == UNSUPPORTED_PROTOCOL_VERSION and self.spec.protocol == "auto":
                 # The server behind the URL changed (e.g. rolled back to a handshake-only release).
@@ -186,14 +194,14 @@ class StreamableHTTPUpstream(Upstream, transport="streamable-http"):
                 self._mode = None
                 if await self._negotiate(deadline) == "handshake":
                     return await self._handshake_rpc(method, params, deadline)
-                return await self._modern_rpc(method, params, deadline)
+                return await self._modern_rpc(method, params, deadline, capabilities)
             if exc.code == HEADER_MISMATCH and method == "tools/call" and params is not None:
                 # The tool's x-mcp-header declarations are not known yet (it was never listed): learn them, retry.
                 name = params.get("name")
                 if isinstance(name, str) and name not in self._param_headers:
                     await self._refresh_param_headers(deadline)
                     if name in self._param_headers:
-                        return await self._modern_rpc(method, params, deadline)
+                        return await self._modern_rpc(method, params, deadline, capabilities)
             raise
 
     async def _negotiate(self, deadline: float) -> Mode:
@@ -216,10 +224,14 @@ class StreamableHTTPUpstream(Upstream, transport="streamable-http"):
 
     # -- 2026-07-28 --------------------------------------------------------------------------------------------
 
-    async def _modern_rpc(self, method: str, params: dict[str, Any] | None, deadline: float) -> Any:
+    async def _modern_rpc(
+        self, method: str, params: dict[str, Any] | None, deadline: float, capabilities: dict[str, Any] | None = None
+    ) -> Any:
         request_id = next(self._ids)
         wire_params = dict(params) if params else {}
-        wire_params["_meta"] = self._meta
+        wire_params["_meta"] = (
+            self._meta if capabilities is None else {**self._meta, CLIENT_CAPABILITIES_META_KEY: capabilities}
+        )
         headers = {MCP_PROTOCOL_VERSION_HEADER: LATEST_MODERN_VERSION, MCP_METHOD_HEADER: method}
         name_key = NAME_BEARING_METHODS.get(method)
         if name_key is not None and isinstance(name := wire_params.get(name_key), str):

@@ -7,10 +7,13 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-CallOutcome = Literal["ok", "tool-error", "rpc-error", "timeout", "unavailable", "breaker-open", "protocol-error"]
+CallOutcome = Literal[
+    "ok", "tool-error", "input-required", "rpc-error", "timeout", "unavailable", "breaker-open", "protocol-error"
+]
 CALL_OUTCOMES: tuple[CallOutcome, ...] = (
     "ok",
     "tool-error",
+    "input-required",
     "rpc-error",
     "timeout",
     "unavailable",
@@ -23,8 +26,8 @@ class UpstreamMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.calls = Counter(
             "mcpfleet_gateway_upstream_calls",
-            "Requests sent to upstreams by upstream and outcome (ok, tool-error, rpc-error, timeout, unavailable, "
-            "breaker-open, protocol-error).",
+            "Requests sent to upstreams by upstream and outcome (ok, tool-error, input-required, rpc-error, timeout, "
+            "unavailable, breaker-open, protocol-error).",
             ["upstream", "outcome"],
             registry=registry,
         )

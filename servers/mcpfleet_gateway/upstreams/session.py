@@ -275,7 +275,13 @@ class SessionUpstream(Upstream):
     # -- requests ------------------------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, params: dict[str, Any] | None, result_type: type[ResultT], seconds: float
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        result_type: type[ResultT],
+        seconds: float,
+        *,
+        capabilities: dict[str, Any] | None = None,  # fixed at initialize on the handshake revisions spoken here
     ) -> ResultT:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
