@@ -97,6 +97,22 @@ class Cluster:
         return self.kubectl("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(documents))
 
 
+_SUMMARY: list[str] = []
+
+
+@pytest.fixture
+def summary_line() -> Callable[[str], None]:
+    """Adds a line to the run's closing summary: what a test executed or measured, shown even without -s."""
+    return _SUMMARY.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SUMMARY:
+        terminalreporter.section("e2e figures")
+        for line in _SUMMARY:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     _sweep_stale_roots()

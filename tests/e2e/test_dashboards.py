@@ -21,7 +21,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,6 +351,7 @@ def test_every_panel_query_of_every_dashboard_returns_data(
     operator: OperatorProcess,
     redis: RedisServer,
     tmp_path: Path,
+    summary_line: Callable[[str], None],
 ) -> None:
     dashboards = shipped_dashboards()
     server_ports = {server_type: free_port() for server_type in PREFIXES}
@@ -386,7 +387,7 @@ def test_every_panel_query_of_every_dashboard_returns_data(
             try:
                 surprises = run_workload(prometheus, gateway, servers, namespace)
                 evaluated_at = time.time()
-                failures = execute(prometheus, dashboards, started, evaluated_at)
+                failures = execute(prometheus, dashboards, started, evaluated_at, summary_line)
                 # Checked while they run: a server stopped with the operator's tool-list stream open logs
                 # the cancelled stream at shutdown, which is not what this test is about.
                 for server in servers.values():
@@ -401,7 +402,11 @@ def test_every_panel_query_of_every_dashboard_returns_data(
 
 
 def execute(
-    prometheus: ScrapingPrometheus, dashboards: dict[str, dict[str, Any]], start: float, end: float
+    prometheus: ScrapingPrometheus,
+    dashboards: dict[str, dict[str, Any]],
+    start: float,
+    end: float,
+    report: Callable[[str], None],
 ) -> list[str]:
     """Run every panel and variable query; the failures, each naming its dashboard, panel and query."""
     panels, queries = panel_queries(dashboards)
@@ -418,8 +423,8 @@ def execute(
             failures.append(f"{query.where()}: invalid: {answer.error}\n    {query.expr}")
         elif not has_data(answer):
             failures.append(f"{query.where()}: no data\n    {query.expr}")
-    print(
-        f"\nexecuted {panels} panels, {len(queries)} queries on {len(dashboards)} dashboards "
-        f"(and {len(variables)} template variable queries)"
+    report(
+        f"dashboards: executed {panels} panels, {len(queries)} queries on {len(dashboards)} dashboards "
+        f"(and {len(variables)} template variable queries), {len(failures)} failed"
     )
     return failures
