@@ -176,6 +176,22 @@ class StdioSettings(_Strict):
     roles: tuple[str, ...] = Field(default=("viewer",), description="Roles of the stdio client.")
 
 
+class ConfirmationSettings(_Strict):
+    state_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Key that signs the state of a call waiting for the user's confirmation, so that the client's retry "
+            "is known as the same call (no second rate-limit token). Give every replica the same value "
+            "(e.g. ${MCPFLEET_GATEWAY_STATE_SECRET}); unset: a random key per process, and a retry that lands on "
+            "another replica counts as a new call."
+        ),
+    )
+    state_ttl_seconds: int = Field(
+        default=600, ge=10, le=86_400, description="How long the user may take to answer a confirmation."
+    )
+
+
 class SelfConfigSettings(_Strict):
     enabled: bool = Field(default=True, description="Offer the admin-only config tools (validate/show/set).")
     prefix: str = Field(default="gateway", pattern=PREFIX_PATTERN, description="Prefix of the config tools.")
@@ -206,6 +222,7 @@ class GatewayConfig(_Strict):
         default_factory=dict, description="Per qualified tool name (or glob): risk, timeout, cache, permissions."
     )
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    confirmations: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
     stdio: StdioSettings = Field(default_factory=StdioSettings)
     self_config: SelfConfigSettings = Field(default_factory=SelfConfigSettings)
 

@@ -198,7 +198,7 @@ class Gateway:
         self.limiter: RateLimiter | None = None
         self.audit: AuditWriter | None = None
         self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
-        self.state_seal = StateSeal()
+        self.state_seal = StateSeal.for_settings(config.confirmations)
         self._visible: dict[frozenset[str], list[types.Tool]] = {}
         self._listeners: set[Listener] = set()
         self._in_flight: dict[str, int] = {}
@@ -623,6 +623,8 @@ class Gateway:
         if self.limiter is not None and config.rate_limits != self.limiter.settings:
             self.limiter = RateLimiter(config.rate_limits, self.redis, self.metrics.ratelimit)
         self.cache = ResultCache(config.cache.max_entries, config.cache.max_entry_bytes)
+        if config.confirmations != previous.confirmations:
+            self.state_seal = StateSeal.for_settings(config.confirmations)
         await self._connect_upstreams(config.upstreams)
         await self._load_catalog_file()
         await self._follow_sources(previous)

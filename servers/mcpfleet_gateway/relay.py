@@ -33,6 +33,8 @@ from typing import Any, Final, Literal
 import mcp_types as types
 import orjson
 
+from mcpfleet_gateway.config import ConfirmationSettings
+
 MAX_ROUNDS: Final = 4
 """Questions rounds the gateway asks on a handshake-era client's behalf before giving up on a call."""
 STATE_PREFIX: Final = "mcpfleet1."
@@ -77,6 +79,12 @@ class StateSeal:
     def __init__(self, key: bytes | None = None, ttl_seconds: int = STATE_TTL_SECONDS) -> None:
         self._key = key or os.urandom(32)
         self._ttl = ttl_seconds
+
+    @classmethod
+    def for_settings(cls, settings: ConfirmationSettings) -> StateSeal:
+        """The configured shared key (every replica recognises every replica's seals), else a random one."""
+        secret = settings.state_secret
+        return cls(secret.get_secret_value().encode() if secret else None, settings.state_ttl_seconds)
 
     def seal(self, subject: str, tool: str, arguments: Mapping[str, Any], state: str | None) -> str:
         expires = int(time.time()) + self._ttl

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import mcp_types as types
+import pytest
+from pydantic import SecretStr, ValidationError
 
+from mcpfleet_gateway.config import ConfirmationSettings
 from mcpfleet_gateway.relay import Downstream, StateSeal, unsupported_request
 
 ARGS = {"name": "db-1", "status": "draining"}
@@ -64,3 +67,19 @@ def test_only_elicitation_is_relayed() -> None:
     assert "URL" in (unsupported_request(types.InputRequiredResult(input_requests={"u": url}), ask) or "")
     with_url = Downstream(mode="pass-through", elicitation_url=True)
     assert unsupported_request(types.InputRequiredResult(input_requests={"u": url}), with_url) is None
+
+
+def test_replicas_sharing_the_configured_secret_recognise_each_others_seals() -> None:
+    settings = ConfirmationSettings(state_secret=SecretStr("s" * 32), state_ttl_seconds=60)
+    replica_a, replica_b = StateSeal.for_settings(settings), StateSeal.for_settings(settings)
+    wire = replica_a.seal("otto", "assets:update", ARGS, "s1")
+    assert replica_b.open("otto", "assets:update", ARGS, wire) == ("s1", True)
+    # Without a configured secret each process draws its own key.
+    unset = ConfirmationSettings()
+    assert StateSeal.for_settings(unset).open("otto", "assets:update", ARGS, wire) == ("s1", False)
+
+
+def test_a_short_state_secret_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ConfirmationSettings(state_secret=SecretStr("short"))
+    assert caught.value.errors()[0]["loc"] == ("state_secret",)
