@@ -26,7 +26,7 @@ from mcpfleet_gateway.config_store import ConfigInvalid
 from mcpfleet_gateway.gateway import Gateway
 from mcpfleet_gateway.selfconfig import self_config_tools
 from mcpfleet_gateway.server import build_app, initialization_options
-from mcpfleet_servers.base.run import OwnSignalsUvicorn
+from mcpfleet_servers.base.run import OwnSignalsUvicorn, StreamDrain
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ class Watcher:
 
 
 class GatewayRunner:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, graceful_shutdown_seconds: int = GRACEFUL_SHUTDOWN_SECONDS) -> None:
         self.gateway = gateway
+        self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.serving = anyio.Event()
         self._http: OwnSignalsUvicorn | None = None
         self._stdio: anyio.CancelScope | None = None
@@ -139,8 +140,10 @@ class GatewayRunner:
     async def _serve_http(self) -> None:
         app, _, _ = build_app(self.gateway)
         listen = self.gateway.config.listen
+        # Clients' GET streams and SSE sessions end first on a stop (the gateway serves no subscriptions/listen).
+        drain = StreamDrain(app, messages_path=listen.messages_path)
         config = uvicorn.Config(
-            app,
+            drain,
             host=listen.host,
             port=listen.port,
             log_config=None,
@@ -148,11 +151,11 @@ class GatewayRunner:
             lifespan="on",
             loop="none",
             http="httptools",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_graceful_shutdown=self.graceful_shutdown_seconds,
             limit_concurrency=None,
             backlog=2048,
         )
-        self._http = OwnSignalsUvicorn(config)
+        self._http = OwnSignalsUvicorn(config, drain)
         async with anyio.create_task_group() as group:
             group.start_soon(self._http.serve)
             if not await self._http.wait_started():
@@ -188,8 +191,10 @@ def build_gateway(settings: GatewaySettings, config: GatewayConfig) -> Gateway:
     return Gateway(config, settings, local_tools=self_config_tools)
 
 
-async def serve_until_signalled(gateway: Gateway, *, stdio: bool = False) -> None:
-    runner = GatewayRunner(gateway)
+async def serve_until_signalled(
+    gateway: Gateway, *, stdio: bool = False, graceful_shutdown_seconds: int = GRACEFUL_SHUTDOWN_SECONDS
+) -> None:
+    runner = GatewayRunner(gateway, graceful_shutdown_seconds=graceful_shutdown_seconds)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.stop)

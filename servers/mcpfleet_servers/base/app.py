@@ -35,7 +35,7 @@ from mcp.server.mcpserver.context import Context as _ContextClass
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool, ToolManager
 from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, is_version_at_least
@@ -676,6 +676,14 @@ class FleetServer:
         return ToolError(redact_text(str(exc)))
 
     # -------------------------------------------------------------------- HTTP
+
+    @property
+    def listen_handler(self) -> ListenHandler | None:
+        """The SDK's ``subscriptions/listen`` handler: its close() ends those streams gracefully when stopping."""
+        # MCPServer builds it over our bus and offers no accessor; the low-level server's registry has it.
+        entry = self.mcp._lowlevel_server.get_request_handler("subscriptions/listen")
+        handler = entry.handler if entry is not None else None
+        return handler if isinstance(handler, ListenHandler) else None
 
     def routes(self) -> list[Route]:
         return [
