@@ -30,6 +30,8 @@ app.add_typer(audit_app, name="audit")
 config_app = typer.Typer(help="The gateway's config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
+release_app = typer.Typer(help="What a Helm release of the chart needs beyond Helm.", no_args_is_help=True)
+app.add_typer(release_app, name="release")
 dev_app = typer.Typer(invoke_without_command=True)
 app.add_typer(dev_app, name="dev")
 cluster_app = typer.Typer(
@@ -439,6 +441,66 @@ def doctor(
     for result in results:
         typer.echo(result.line())
     raise typer.Exit(code=exit_code(results))
+
+
+@release_app.command("cleanup")
+def release_cleanup(
+    selector: Annotated[
+        str,
+        typer.Option(
+            "--selector",
+            "-l",
+            help="Label selector of the release's MCPServers (equality-based, with at least one key=value), e.g. "
+            "app.kubernetes.io/instance=mcpfleet,app.kubernetes.io/managed-by=Helm.",
+            show_default=False,
+        ),
+    ],
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace of the MCPServers (repeatable). Default: every namespace."),
+    ] = None,
+    catalog_namespace: Annotated[
+        str, typer.Option(help="Namespace of the catalog ConfigMap (the operator's namespace).")
+    ] = "mcpfleet-system",
+    catalog_name: Annotated[str, typer.Option(help="Name of the catalog ConfigMap.")] = "mcpfleet-catalog",
+    delete_catalog: Annotated[
+        bool,
+        typer.Option(
+            "--delete-catalog", help="Delete the catalog ConfigMap itself too (when the operator, not Helm, made it)."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the operator to finalize the MCPServers.")
+    ] = 120.0,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="kubeconfig file. Default: in-cluster credentials, else $KUBECONFIG.", show_default=False),
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context. Default: the current one.")] = None,
+) -> None:
+    """Before `helm uninstall`: delete the release's MCPServers while the operator still runs, wait until it has
+    finalized them (their Deployments, Services and cluster-wide grants removed), then delete the catalog's
+    history ConfigMaps (<catalog>-r<N>). The chart's pre-delete hook runs this.
+
+    Exit 0 when all is gone; 1 naming what is left when --timeout passes (or the API fails); 2 on bad options.
+    """
+    from mcpfleet_cli.cleanup import CleanupOptions, LabelSelector, SelectorError, run  # noqa: PLC0415
+
+    try:
+        parsed = LabelSelector.parse(selector)
+    except SelectorError as exc:
+        typer.echo(f"error: --selector: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    options = CleanupOptions(
+        selector=parsed,
+        namespaces=tuple(namespace or ()),
+        catalog_namespace=catalog_namespace,
+        catalog_name=catalog_name,
+        delete_current_catalog=delete_catalog,
+        timeout=timeout,
+    )
+    code = run(options, kubeconfig, context, typer.echo, lambda line: typer.echo(line, err=True))
+    raise typer.Exit(code=code)
 
 
 def _cache_dir() -> Path:

@@ -6,11 +6,13 @@ crds/, the gateway config passes `mcpfleet config validate` with the environment
 container runs as non-root with resources, the alerts fire on the series that should fire them (promtool).
 
 Installing checks what a user would see: each ci/ values file installs the objects it renders and uninstalls
-to nothing but the CRD and the catalog ConfigMap (both `helm.sh/resource-policy: keep`). With the default
-values the operator and the gateway run locally (no kubelet: Pods never run here) with tokens of the chart's
-own ServiceAccounts, so the chart's RBAC is what they get: the operator reconciles samples/mcpserver.yaml and
-the gateway reads the catalog and admits the bootstrap API key. `helm upgrade` then changes what it should and
-keeps what the operator wrote.
+to nothing but the CRD (`helm.sh/resource-policy: keep`). With the default values the operator and the gateway
+run locally (no kubelet: Pods never run here) with tokens of the chart's own ServiceAccounts, so the chart's
+RBAC is what they get: the operator reconciles samples/mcpserver.yaml and the gateway reads the catalog and
+admits the bootstrap API key. `helm upgrade` then changes what it should and keeps what the operator wrote.
+The pre-delete hook's command runs the same way, with its Job's exact arguments and a token of the hook's own
+ServiceAccount, and uninstall leaves nothing of the release but the CRD: no MCPServers, no grants the operator
+made for them, no catalog, no catalog history.
 
 The cluster already holds the MCPServer CRD (the session applies crds/ with kubectl), so releases that install
 it adopt it with `--take-ownership`, as a user moving from `kubectl apply -f crds/` to the chart would.
@@ -18,6 +20,7 @@ it adopt it with `--take-ownership`, as a user moving from `kubectl apply -f crd
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import functools
@@ -26,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -38,11 +42,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from mcpfleet_cli.cleanup import LabelSelector
 from mcpfleet_cli.devcluster.cluster import free_port, write_kubeconfig
 from mcpfleet_cli.main import app
-from mcpfleet_contracts.catalog import Catalog
-from mcpfleet_contracts.mcpserver import MCPServerSpec
+from mcpfleet_contracts.catalog import Catalog, CatalogServer
+from mcpfleet_contracts.mcpserver import MCPServerSpec, Transport
 from mcpfleet_operator.builders.report_policy import report_policy
+from mcpfleet_operator.catalog_store import CatalogStore
+from mcpfleet_operator.kube import KubeClient, load_api_client
 from mcpfleet_operator.settings import OperatorSettings
 from tests.e2e.conftest import REPO_ROOT, SAMPLES_DIR, Cluster, OperatorProcess, _tools_bin, eventually
 from tests.integration.gateway.harness import GatewayProcess
@@ -59,7 +66,8 @@ CLUSTER_SCOPED = {
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 }
-KEPT = {("CustomResourceDefinition", "mcpservers.mcpfleet.io"), ("ConfigMap", "mcpfleet-catalog")}
+KEPT = {("CustomResourceDefinition", "mcpservers.mcpfleet.io")}
+PRE_DELETE = "pre-delete"
 Manifest = dict[str, Any]
 
 
@@ -124,6 +132,8 @@ def pod_specs(documents: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
             yield f"Deployment/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
         elif doc["kind"] == "Pod":
             yield f"Pod/{doc['metadata']['name']}", doc["spec"]
+        elif doc["kind"] == "Job":
+            yield f"Job/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
 
 
 def canonical_rules(rules: list[Manifest]) -> collections.Counter[str]:
@@ -333,7 +343,7 @@ def test_every_container_runs_as_non_root_on_a_read_only_root_with_resources(hel
             resources = container.get("resources") or {}
             assert {"cpu", "memory"} <= set(resources.get("requests", {})), name
             assert {"cpu", "memory"} <= set(resources.get("limits", {})), name
-    assert seen >= 3, "operator, gateway and the test Pod at least"
+    assert seen >= 4, "operator, gateway, the test Pod and the cleanup Job at least"
 
 
 def test_the_gateway_and_operator_pods_carry_what_server_network_policies_admit(helm: Helm) -> None:
@@ -392,6 +402,101 @@ def test_the_helm_test_pod_asks_the_gateways_health_with_the_images_python(helm:
         container["image"]
         == one(rendered, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["image"]
     )
+
+
+def cleanup_hooks(documents: list[Manifest]) -> list[Manifest]:
+    return [d for d in documents if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == PRE_DELETE]
+
+
+def job_args(job: Manifest) -> list[str]:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert "command" not in container, "the image's entrypoint is mcpfleet"
+    args: list[str] = container["args"]
+    return args
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_the_cleanup_hook_runs_before_helm_deletes_anything_with_exactly_the_rbac_it_uses(helm: Helm) -> None:
+    flags = ("--api-versions", MCPSERVER_API, "--set", "servers.k8sOps.enabled=true,servers.cmdb.enabled=true")
+    rendered = helm.template(*flags, release="r1", namespace="platform")
+    hooks = cleanup_hooks(rendered)
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in hooks) == [
+        ("Job", "r1-mcpfleet-cleanup"),
+        ("Role", "r1-mcpfleet-cleanup-catalog"),
+        ("Role", "r1-mcpfleet-cleanup-servers"),
+        ("RoleBinding", "r1-mcpfleet-cleanup-catalog"),
+        ("RoleBinding", "r1-mcpfleet-cleanup-servers"),
+        ("ServiceAccount", "r1-mcpfleet-cleanup"),
+    ]
+    job = one(hooks, "Job")
+    for hook in hooks:
+        annotations = hook["metadata"]["annotations"]
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        if hook is not job:
+            assert int(annotations["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+
+    servers_role, catalog_role = one(hooks, "Role", "-servers"), one(hooks, "Role", "-catalog")
+    assert servers_role["rules"] == [
+        {"apiGroups": ["mcpfleet.io"], "resources": ["mcpservers"], "verbs": ["list", "delete"]}
+    ]
+    assert catalog_role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "delete"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mcpfleet-catalog"], "verbs": ["get"]},
+    ]
+    account = {"kind": "ServiceAccount", "name": "r1-mcpfleet-cleanup", "namespace": "platform"}
+    for suffix in ("-servers", "-catalog"):
+        binding = one(hooks, "RoleBinding", suffix)
+        assert binding["roleRef"]["name"] == binding["metadata"]["name"] == f"r1-mcpfleet-cleanup{suffix}"
+        assert binding["subjects"] == [account]
+
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["restartPolicy"]) == ("r1-mcpfleet-cleanup", "Never")
+    assert spec["activeDeadlineSeconds"] == 180, "cleanup.timeoutSeconds (120) and a minute to report"
+    assert (
+        pod["containers"][0]["image"]
+        == one(rendered, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    args = job_args(job)
+    assert args[:2] == ["release", "cleanup"]
+    assert (option(args, "--namespace"), option(args, "--catalog-namespace")) == ("platform", "platform")
+    assert (option(args, "--catalog-name"), option(args, "--timeout")) == ("mcpfleet-catalog", "120")
+    assert "--delete-catalog" not in args, "Helm deletes the catalog it bootstrapped"
+
+    # The selector is the release's MCPServers, exactly: not another release's, not a person's.
+    selector = LabelSelector.parse(option(args, "--selector"))
+    servers = of_kind(rendered, "MCPServer")
+    assert len(servers) == 2
+    assert all(selector.matches(server["metadata"]["labels"]) for server in servers)
+    others = of_kind(helm.template(*flags, release="r2", namespace="platform"), "MCPServer")
+    assert not any(selector.matches(server["metadata"]["labels"]) for server in others)
+    assert not selector.matches({**servers[0]["metadata"]["labels"], "app.kubernetes.io/managed-by": "kubectl"})
+    catalog = one(rendered, "ConfigMap", "-catalog")
+    assert "helm.sh/resource-policy" not in (catalog["metadata"].get("annotations") or {}), "uninstall deletes it"
+
+
+def test_the_cleanup_hook_follows_the_servers_namespace_and_the_catalog_bootstrap(helm: Helm) -> None:
+    rendered = helm.template(
+        "--set", "servers.namespace=tools,catalog.bootstrap=false,cleanup.timeoutSeconds=30", namespace="platform"
+    )
+    hooks = cleanup_hooks(rendered)
+    assert one(hooks, "Role", "-servers")["metadata"]["namespace"] == "tools"
+    assert one(hooks, "RoleBinding", "-servers")["metadata"]["namespace"] == "tools"
+    assert one(hooks, "Role", "-catalog")["metadata"]["namespace"] == "platform"
+    job = one(hooks, "Job")
+    args = job_args(job)
+    assert (option(args, "--namespace"), option(args, "--catalog-namespace")) == ("tools", "platform")
+    assert "--delete-catalog" in args, "without the bootstrap the operator made the catalog: the hook deletes it"
+    assert job["spec"]["activeDeadlineSeconds"] == 90
+
+
+def test_cleanup_enabled_false_renders_no_hook(helm: Helm) -> None:
+    rendered = helm.template("--set", "cleanup.enabled=false")
+    assert cleanup_hooks(rendered) == []
+    assert not [d for d in rendered if "-cleanup" in d["metadata"]["name"]]
 
 
 def _chart_copy(tmp_path: Path) -> Path:
@@ -621,11 +726,14 @@ def test_each_ci_file_installs_its_objects_and_uninstalls_to_the_kept_ones(
     if ci_file.stem == "no-crds-values":
         assert not kinds & {"CustomResourceDefinition", "ValidatingAdmissionPolicy"}
 
-    helm.run("uninstall", release, "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig))
-    left = eventually(
-        lambda: (found := existing(cluster, objects)) <= KEPT and found, within=30, what="everything but the kept gone"
+    # No kubelet would run the pre-delete hook's Job (helm would wait for it until its timeout). No operator runs
+    # here either, so the MCPServers carry no finalizer: nothing is left for the hook to do. The lifecycle test
+    # below runs the hook's command.
+    helm.run(
+        "uninstall", release, "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig), "--no-hooks"
     )
-    assert left == names_of(objects) & KEPT
+    eventually(lambda: existing(cluster, objects) <= KEPT, within=30, what="everything but the kept gone")
+    assert existing(cluster, objects) == names_of(objects) & KEPT
 
 
 def _account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
@@ -677,6 +785,9 @@ def _run_gateway(
     monkeypatch.setenv("MCPFLEET_GATEWAY_HOST", "127.0.0.1")
     secret = cluster.get("secret", f"{fullname}-gateway-bootstrap-key", "-n", namespace)
     api_key = base64.b64decode(secret["data"]["api-key"]).decode()
+    # As the Deployment passes it: every replica signs confirmation states with the chart's generated key.
+    state = cluster.get("secret", f"{fullname}-gateway-state", "-n", namespace)
+    monkeypatch.setenv("MCPFLEET_GATEWAY_STATE_SECRET", base64.b64decode(state["data"]["state-secret"]).decode())
 
     gateway = GatewayProcess(path, "helm-e2e", tmp_path / "gateway.log")
     gateway.start(timeout=60)
@@ -694,6 +805,114 @@ def _run_gateway(
         gateway.stop()
     log = gateway.log.read_text(errors="replace")
     assert "forbidden" not in log.lower(), "the gateway's Role lacks a permission:\n" + log[-3000:]
+
+
+BUILT_IN = ("k8s-ops", "monitoring", "cmdb")
+
+
+def _generated_secrets(cluster: Cluster, namespace: str, fullname: str) -> dict[str, Any]:
+    """The data of the Secrets the chart generates at install (and must keep across upgrades)."""
+    names = (f"{fullname}-gateway-bootstrap-key", f"{fullname}-gateway-state")
+    return {name: cluster.get("secret", name, "-n", namespace)["data"] for name in names}
+
+
+def _write_catalog(cluster: Cluster, namespace: str, revisions: list[list[str]]) -> int:
+    """Catalog revisions listing these MCPServers (namespace/name), written with the operator's own store: what it
+    writes once their Pods have served tools (no kubelet runs them here). The last revision's number."""
+
+    def entry(name: str) -> CatalogServer:
+        short = name.rsplit("/", 1)[-1]
+        endpoint = f"http://{short}:8080/mcp"
+        return CatalogServer(name=name, prefix=short, endpoint=endpoint, transport=Transport.STREAMABLE_HTTP)
+
+    async def write() -> int:
+        client = KubeClient(await load_api_client(str(cluster.kubeconfig)), "e2e")
+        try:
+            store = CatalogStore(client, namespace, "mcpfleet-catalog")
+            written = [await store.write([entry(name) for name in servers]) for servers in revisions]
+        finally:
+            await client.close()
+        assert all(result.revision is not None for result in written)
+        return int(written[-1].revision or 0)
+
+    return asyncio.run(write())
+
+
+def _catalog_revision(cluster: Cluster, namespace: str) -> Catalog:
+    stored = cluster.get("configmap", "mcpfleet-catalog", "-n", namespace)["data"]["catalog.json"]
+    return Catalog.model_validate_json(stored)
+
+
+def _create_decoys(cluster: Cluster, namespace: str) -> set[str]:
+    """ConfigMaps that are not the release's catalog history though they look alike: they must stay."""
+    decoys = {
+        "other-catalog-r1": "other-catalog",  # another catalog's history
+        "mcpfleet-catalog-notes": "mcpfleet-catalog",  # this catalog's label, not a history name
+    }
+    for name, catalog in decoys.items():
+        cluster.ok("create", "configmap", name, "-n", namespace)
+        labels = (f"mcpfleet.io/catalog={catalog}", "mcpfleet.io/catalog-revision=1")
+        cluster.ok("label", "configmap", name, "-n", namespace, *labels)
+    return set(decoys)
+
+
+def _reconciled_built_in(cluster: Cluster, namespace: str) -> None:
+    for name in BUILT_IN:
+
+        def reconciled(name: str = name) -> Manifest:
+            return _status_ok(cluster, namespace, name)
+
+        server = eventually(reconciled, within=60, what=f"the chart's {name} reconciled")
+        assert server["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        _owned_deployment(cluster, namespace, server)
+
+
+def _assert_only_the_crd_left(
+    cluster: Cluster, release: str, namespace: str, objects: list[Manifest], decoys: set[str]
+) -> None:
+    """Nothing of the release but the CRD: its objects, its MCPServers, the grants the operator made for them,
+    the hook's objects, the catalog and its history. The look-alike ConfigMaps stay."""
+    eventually(lambda: existing(cluster, objects) <= KEPT, within=60, what="all of the release but the CRD gone")
+    assert existing(cluster, objects) == KEPT
+    assert cluster.get("mcps", "-n", namespace)["items"] == []
+    # What the operator made for the built-in servers: the grants went with its finalizer, the namespaced objects
+    # with their owner (the garbage collector).
+    made = "clusterroles,clusterrolebindings,deployments,services,serviceaccounts,roles,rolebindings,configmaps"
+    owned = ("-n", namespace, "-l", f"mcpfleet.io/owner-namespace={namespace}")
+    eventually(lambda: cluster.get(made, *owned)["items"] == [], within=60, what="the operator's objects gone")
+    instance = f"app.kubernetes.io/instance={release}"
+    assert (
+        cluster.get("all,serviceaccounts,roles,rolebindings,configmaps", "-n", namespace, "-l", instance)["items"] == []
+    ), "the hook's objects went with it"
+    configmaps = {item["metadata"]["name"] for item in cluster.get("configmaps", "-n", namespace)["items"]}
+    assert {name for name in configmaps if name.startswith("mcpfleet-catalog")} == {"mcpfleet-catalog-notes"}
+    assert decoys <= configmaps
+
+
+def _run_cleanup_hook(helm: Helm, cluster: Cluster, release: str, namespace: str, tmp_path: Path) -> str:
+    """The pre-delete hook as Helm would run it, without a kubelet: its ServiceAccount, Roles and RoleBindings
+    created, the Job's exact arguments run by the image's entrypoint (`mcpfleet`) with a token of that account,
+    then the hook objects deleted (hook-succeeded). The command's output."""
+    stored = helm.run("get", "hooks", release, "--namespace", namespace, "--kubeconfig", str(cluster.kubeconfig))
+    hooks = cleanup_hooks([doc for doc in yaml.safe_load_all(stored.stdout) if doc])
+    job = one(hooks, "Job")
+    rbac = [hook for hook in hooks if hook is not job]
+    assert {hook["kind"] for hook in rbac} == {"ServiceAccount", "Role", "RoleBinding"}
+    created = cluster.apply(rbac)
+    assert created.returncode == 0, created.stderr
+    account = job["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = _account_kubeconfig(cluster, namespace, account, tmp_path / "cleanup.kubeconfig")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mcpfleet"), *job_args(job)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, f"the cleanup hook failed:\n{result.stdout}\n{result.stderr}"
+    cluster.ok("delete", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    return result.stdout
 
 
 def test_install_reconcile_upgrade_uninstall_with_the_charts_own_service_accounts(
@@ -728,50 +947,43 @@ def test_install_reconcile_upgrade_uninstall_with_the_charts_own_service_account
         server = eventually(lambda: _status_ok(cluster, namespace, "k8s-ops"), within=60, what="the sample reconciled")
         _owned_deployment(cluster, namespace, server)
 
-        # What the operator wrote to the catalog (as it does on a tool change) must survive the upgrade.
-        catalog = cluster.get("configmap", "mcpfleet-catalog", "-n", release_namespace)
-        written = Catalog.model_validate_json(catalog["data"]["catalog.json"]).model_copy(update={"revision": 7})
-        catalog["data"]["catalog.json"] = written.dump()
-        cluster.ok("replace", "-f", "-", stdin=json.dumps(catalog))
+        # The catalog as the operator leaves it once the built-in servers served their tools, history included. It
+        # restarts from it, as an operator does, so their deletion is a change it writes as the next revision.
+        operator.stop()
+        built_in = [f"{release_namespace}/{name}" for name in BUILT_IN]
+        revision = _write_catalog(cluster, release_namespace, [built_in[:1], built_in])
+        decoys = _create_decoys(cluster, release_namespace)
 
-        key_secret = f"{fullname}-gateway-bootstrap-key"
-        issued_key = cluster.get("secret", key_secret, "-n", release_namespace)["data"]
+        issued = _generated_secrets(cluster, release_namespace, fullname)
         helm.run(
             "upgrade", release, str(CHART), "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig),
-            "--reuse-values", "--set", "gateway.replicas=3", "--set", "servers.k8sOps.enabled=true",
+            "--reuse-values", "--set", "gateway.replicas=3",
+            "--set", "servers.k8sOps.enabled=true,servers.monitoring.enabled=true,servers.cmdb.enabled=true",
         )  # fmt: skip
-        assert cluster.get("secret", key_secret, "-n", release_namespace)["data"] == issued_key, "the key stays"
+        assert _generated_secrets(cluster, release_namespace, fullname) == issued, "generated keys stay"
         gateway = cluster.get("deployment", f"{fullname}-gateway", "-n", release_namespace)
         assert gateway["spec"]["replicas"] == 3
-        built_in = eventually(
-            lambda: _status_ok(cluster, release_namespace, "k8s-ops"), within=60, what="the chart's k8s-ops reconciled"
-        )
-        assert built_in["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-        _owned_deployment(cluster, release_namespace, built_in)
-        kept = cluster.get("configmap", "mcpfleet-catalog", "-n", release_namespace)["data"]["catalog.json"]
-        assert Catalog.model_validate_json(kept).revision == 7, "the upgrade kept the operator's catalog"
-
-        # docs/helm.md, "Uninstall": MCPServers go first, while the operator runs, because its finalizer removes
-        # what it made for them (cluster-wide grants included). Helm would delete the operator at the same time.
-        cluster.ok("delete", "mcps", "k8s-ops", "-n", namespace, "--timeout=60s")
-        helm.run(
-            "upgrade", release, str(CHART), "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig),
-            "--reuse-values", "--set", "servers.k8sOps.enabled=false",
-        )  # fmt: skip
-        eventually(
-            lambda: cluster.kubectl("get", "mcps", "k8s-ops", "-n", release_namespace).returncode != 0,
-            within=60,
-            what="the disabled built-in server deleted",
-        )
-        grants = cluster.get("clusterroles", "-l", f"mcpfleet.io/owner-namespace={release_namespace}")["items"]
-        assert grants == [], "the operator removed the server's cluster-wide grant"
-
+        assert _catalog_revision(cluster, release_namespace).revision == revision, "the upgrade kept the catalog"
+        operator.start()
+        _reconciled_built_in(cluster, release_namespace)
+        owned = f"mcpfleet.io/owner-namespace={release_namespace}"
+        assert cluster.get("clusterroles,clusterrolebindings", "-l", owned)["items"], "cluster-wide grants made"
         objects = release_objects(helm, cluster, release, release_namespace)
-        helm.run("uninstall", release, "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig))
-        left = eventually(
-            lambda: (found := existing(cluster, objects)) <= KEPT and found, within=60, what="all but the kept gone"
-        )
-        assert left == KEPT
+
+        output = _run_cleanup_hook(helm, cluster, release, release_namespace, tmp_path)
+        assert f"mcpservers: 3 match app.kubernetes.io/component=server,app.kubernetes.io/instance={release}" in output
+        assert "cleanup done: 3 MCPServer(s) and " in output
+        assert _catalog_revision(cluster, release_namespace).servers == (), "the operator wrote it without them"
+        assert cluster.get("clusterroles,clusterrolebindings", "-l", owned)["items"] == [], "its finalizer ran"
+        mine = cluster.get("mcps", "k8s-ops", "-n", namespace)
+        assert not mine["metadata"].get("deletionTimestamp"), "a person's MCPServer is not the release's"
+        # docs/helm.md, "Uninstall": a person's own MCPServers go before the operator does.
+        cluster.ok("delete", "mcps", "--all", "-n", namespace, "--timeout=60s")
+        helm.run(
+            "uninstall", release, "--namespace", release_namespace, "--kubeconfig", str(cluster.kubeconfig),
+            "--no-hooks",
+        )  # fmt: skip
+        _assert_only_the_crd_left(cluster, release, release_namespace, objects, decoys)
         operator.assert_alive()
     finally:
         operator.stop()

@@ -137,7 +137,14 @@ def test_there_is_a_ci_file_for_each_main_combination() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["bogus", "operator.bogus", "gateway.ingress.bogus", "gateway.auth.bootstrapApiKey.bogus", "redis.bundled.bogus"],
+    [
+        "bogus",
+        "operator.bogus",
+        "gateway.ingress.bogus",
+        "gateway.auth.bootstrapApiKey.bogus",
+        "redis.bundled.bogus",
+        "cleanup.bogus",
+    ],
 )
 def test_the_schema_rejects_a_key_the_chart_does_not_know(path: str) -> None:
     errors = schema_errors(with_value(path, 1))
@@ -154,6 +161,31 @@ def test_kubernetes_objects_and_the_gateway_config_pass_through_open(path: str) 
 
 def test_a_wrong_type_names_the_key() -> None:
     assert any(error.startswith("gateway.replicas:") for error in schema_errors(with_value("gateway.replicas", "two")))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), [("cleanup.timeoutSeconds", 5), ("cleanup.timeoutSeconds", "120"), ("cleanup.backoffLimit", -1)]
+)
+def test_the_schema_refuses_a_cleanup_wait_it_cannot_honour(path: str, value: Any) -> None:
+    assert any(error.startswith(f"{path}:") for error in schema_errors(with_value(path, value)))
+
+
+def test_the_cleanup_hook_is_on_by_default_and_fits_in_helm_uninstalls_default_timeout() -> None:
+    """The Job's deadline is the command's wait plus a minute; Helm waits 5 minutes for a hook by default."""
+    cleanup = values()["cleanup"]
+    assert cleanup["enabled"] is True
+    assert cleanup["timeoutSeconds"] + 60 < 300
+    assert {"cpu", "memory"} <= set(cleanup["resources"]["requests"]) & set(cleanup["resources"]["limits"])
+
+
+def test_only_the_crd_keeps_itself_on_uninstall() -> None:
+    """`helm.sh/resource-policy: keep` on anything else would outlive `helm uninstall` (docs/helm.md)."""
+    keeping = sorted(
+        path.name
+        for path in (CHART / "templates").rglob("*")
+        if path.is_file() and "resource-policy" in path.read_text()
+    )
+    assert keeping == ["crd.yaml"]
 
 
 def test_every_object_the_chart_owns_closes_its_schema() -> None:

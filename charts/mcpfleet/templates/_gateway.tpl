@@ -37,6 +37,7 @@ ${VAR} references to environment variables the Deployment fills from Secrets.
   "catalog" (dict "configmap" (dict "namespace" (include "mcpfleet.catalog.namespace" .) "name" .Values.catalog.name))
   "audit" $audit
   "self_config" (dict "enabled" false)
+  "confirmations" (dict "state_secret" "${MCPFLEET_GATEWAY_STATE_SECRET}")
 }}
 {{- if include "mcpfleet.redis.enabled" . }}
 {{- $_ := set $base "redis" (dict "url" "${REDIS_URL}") }}
@@ -103,6 +104,15 @@ ${VAR} references to environment variables the Deployment fills from Secrets.
 {{- else }}
 {{- printf "%s-auth" (include "mcpfleet.gateway.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+{{- end }}
+
+{{/* The key every replica signs a confirmation's state with (config confirmations.state_secret). */}}
+{{- define "mcpfleet.gateway.stateSecretName" -}}
+{{- printf "%s-state" (include "mcpfleet.gateway.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mcpfleet.gateway.stateSecret" -}}
+{{- include "mcpfleet.stableSecret" (dict "ctx" . "secret" (include "mcpfleet.gateway.stateSecretName" .) "key" "state-secret" "value" "") }}
 {{- end }}
 
 {{- define "mcpfleet.gateway.bootstrapKeySecretName" -}}
