@@ -37,6 +37,7 @@ from tests.integration.servers.test_shutdown import (
     server_process,
     spawn,
     stream_end,
+    until_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -65,24 +66,8 @@ async def gateway_process(tmp_path: Path, upstream: Served) -> AsyncIterator[Ser
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "MCPFLEET_"))}
     env |= {"PYTHONPATH": str(ROOT), CONFIG_ENV: str(config), GRACE_ENV: str(GRACE_SECONDS)}
     log = tmp_path / "gateway.log"
-    served = Served(spawn("tests.integration.gateway.test_shutdown", env, log), port, log)
-    process = served.process
-    try:
-
-        async def ready() -> bool:
-            assert process.poll() is None, served.log_text()[-3000:]
-            try:
-                async with httpx2.AsyncClient(timeout=2) as http:
-                    return (await http.get(f"{served.base}/ready")).status_code == 200
-            except httpx2.TransportError:  # not listening yet
-                return False
-
-        await eventually(ready, within=60, interval=0.1)
+    async with until_ready(Served(spawn("tests.integration.gateway.test_shutdown", env, log), port, log)) as served:
         yield served
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 async def test_sigterm_ends_client_streams_and_lets_a_call_finish(tmp_path: Path) -> None:

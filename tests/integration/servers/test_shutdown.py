@@ -131,11 +131,17 @@ async def server_process(tmp_path: Path, transport: str, grace: int = GRACE_SECO
         GRACE_ENV: str(grace),
     }
     log = tmp_path / f"server-{transport}.log"
-    served = Served(spawn("tests.integration.servers.test_shutdown", env, log), port, log)
+    async with until_ready(Served(spawn("tests.integration.servers.test_shutdown", env, log), port, log)) as served:
+        yield served
+
+
+@asynccontextmanager
+async def until_ready(served: Served) -> AsyncIterator[Served]:
+    """The spawned process, once its /ready answers 200; killed on exit if the test did not stop it."""
     process = served.process
     try:
 
-        async def up() -> bool:
+        async def ready() -> bool:
             assert process.poll() is None, served.log_text()[-3000:]
             try:
                 async with httpx2.AsyncClient(timeout=2) as http:
@@ -143,7 +149,7 @@ async def server_process(tmp_path: Path, transport: str, grace: int = GRACE_SECO
             except httpx2.TransportError:  # not listening yet
                 return False
 
-        await eventually(up, within=60, interval=0.1)
+        await eventually(ready, within=60, interval=0.1)
         yield served
     finally:
         if process.poll() is None:
