@@ -61,8 +61,8 @@ def atomic_write_with_backups(
     backup = None
     if target.exists():
         backup = _free_backup_name(target)
-        _write_atomically(backup, target.read_bytes(), mode)
-    _write_atomically(target, data, mode)
+        write_atomically(backup, target.read_bytes(), mode)
+    write_atomically(target, data, mode)
     excess = backups(target)[:-keep]
     for old in excess:
         with contextlib.suppress(FileNotFoundError):
@@ -110,7 +110,8 @@ def _free_backup_name(target: Path) -> Path:
     return target.parent / f"{target.name}.{stamp}-{counter:0{_COUNTER_DIGITS}d}{BACKUP_SUFFIX}"
 
 
-def _write_atomically(target: Path, data: bytes, mode: int) -> None:
+def write_atomically(target: Path, data: bytes, mode: int) -> None:
+    """Replace ``target`` with ``data`` (mode ``mode``) whole, durably, without a backup."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:

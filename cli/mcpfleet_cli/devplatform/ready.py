@@ -7,11 +7,11 @@ written with mode 0600.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mcpfleet_gateway.atomic_file import write_atomically
 
 READY_FILE = "ready.json"
 
@@ -42,16 +42,7 @@ class ReadyInfo(BaseModel):
 def write_ready(path: Path, info: ReadyInfo) -> None:
     """Replace ``path`` atomically with ``info`` as JSON, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as sink:
-            sink.write(info.model_dump_json(indent=2) + "\n")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    write_atomically(path, (info.model_dump_json(indent=2) + "\n").encode(), 0o600)
 
 
 def read_ready(path: Path) -> ReadyInfo | None:
