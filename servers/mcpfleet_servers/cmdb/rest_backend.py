@@ -7,7 +7,6 @@ budget goes on where it stopped. Topology depth is applied here: the API answers
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +19,7 @@ from mcpfleet_servers.cmdb.backend import PageRequest
 from mcpfleet_servers.cmdb.http import CmdbHttp, fit_budget, text_of
 from mcpfleet_servers.cmdb.models import Asset, AssetFilters, ChangeRecord, Topology, TopologyEdge, TopologyNode
 from mcpfleet_servers.cmdb.settings import CmdbSettings
-from mcpfleet_servers.cmdb.topology import fit_topology
+from mcpfleet_servers.cmdb.topology import fit_topology, undirected, within_hops
 
 M = TypeVar("M", Asset, ChangeRecord)
 _ASSET_KEYS = {"id", "name", "type", "asset_type", "namespace", "environment", "owner", "status", "labels", "tags"}
@@ -266,25 +265,7 @@ def bfs(
     max_nodes: int,
 ) -> Topology:
     """The part of a graph within ``depth`` hops of ``root``, following edges both ways, at most max_nodes."""
-    neighbours: dict[str, list[str]] = {}
-    for source, target, _ in edges:
-        neighbours.setdefault(source, []).append(target)
-        neighbours.setdefault(target, []).append(source)
-    seen = {root: 0}
-    queue = deque([root])
-    truncated = False
-    while queue:
-        current = queue.popleft()
-        if seen[current] >= depth:
-            continue
-        for other in neighbours.get(current, []):
-            if other in seen:
-                continue
-            if len(seen) >= max_nodes:
-                truncated = True
-                break
-            seen[other] = seen[current] + 1
-            queue.append(other)
+    seen, truncated = within_hops(root, undirected((source, target) for source, target, _ in edges), depth, max_nodes)
     found = [
         TopologyNode(
             id=node_id,

@@ -8,7 +8,7 @@ other services.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,22 +134,23 @@ def _pod_status(pod: dict[str, Any]) -> str:
     return "active" if ready else "degraded"
 
 
-def walk(objects: Objects, start: str, depth: int, max_nodes: int) -> Topology:
-    """Breadth-first from ``start`` over edges in both directions, ``depth`` hops at most."""
-    edges = edges_of(objects)
-    neighbours: dict[str, list[TopologyEdge]] = {}
-    for edge in edges:
-        neighbours.setdefault(edge.source, []).append(edge)
-        neighbours.setdefault(edge.target, []).append(edge)
+def within_hops(
+    start: str,
+    neighbours: Mapping[str, Iterable[str]],
+    depth: int,
+    max_nodes: int,
+    expands: Callable[[str], bool] = lambda _: True,
+) -> tuple[dict[str, int], bool]:
+    """Breadth-first from ``start``: every node within ``depth`` hops with its distance, ``max_nodes`` at most,
+    and whether that bound cut the walk. Only nodes for which ``expands`` holds have their neighbours followed."""
     seen = {start: 0}
     queue = deque([start])
     truncated = False
     while queue:
         current = queue.popleft()
-        if seen[current] >= depth or current.startswith(f"{NODE.type}/"):
+        if seen[current] >= depth or not expands(current):
             continue
-        for edge in neighbours.get(current, []):
-            other = edge.target if edge.source == current else edge.source
+        for other in neighbours.get(current, ()):
             if other in seen:
                 continue
             if len(seen) >= max_nodes:
@@ -157,6 +158,28 @@ def walk(objects: Objects, start: str, depth: int, max_nodes: int) -> Topology:
                 break
             seen[other] = seen[current] + 1
             queue.append(other)
+    return seen, truncated
+
+
+def undirected(edges: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each node's neighbours over edges followed both ways."""
+    neighbours: dict[str, list[str]] = {}
+    for source, target in edges:
+        neighbours.setdefault(source, []).append(target)
+        neighbours.setdefault(target, []).append(source)
+    return neighbours
+
+
+def walk(objects: Objects, start: str, depth: int, max_nodes: int) -> Topology:
+    """Breadth-first from ``start`` over edges in both directions, ``depth`` hops at most."""
+    edges = edges_of(objects)
+    seen, truncated = within_hops(
+        start,
+        undirected((edge.source, edge.target) for edge in edges),
+        depth,
+        max_nodes,
+        expands=lambda node: not node.startswith(f"{NODE.type}/"),
+    )
     kept = [e for e in _unique(edges) if e.source in seen and e.target in seen]
     return Topology(
         service=start,
