@@ -10,11 +10,11 @@ from typing import Any
 import kmock
 import pytest
 
-from mcpfleet_servers.base.app import FleetServer, build_server
-from mcpfleet_servers.base.settings import ServerSettings
+from mcpfleet_servers.base.app import FleetServer
 from mcpfleet_servers.cmdb.server import CmdbServer
 from mcpfleet_servers.cmdb.settings import CmdbSettings
 from tests.emulator import ApiServerEmulator, declare_resources, serve_namespace_objects, store_object
+from tests.integration.fleets import started_fleets
 from tests.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
@@ -52,17 +52,10 @@ async def make_fleet(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Async
     for name in list(os.environ):
         if name.upper().startswith(("MCP_", "CMDB_", "POD_")):
             monkeypatch.delenv(name)
-    started: list[CmdbServer] = []
+    async with started_fleets() as fleets:
 
-    async def make(cmdb: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
-        settings = ServerSettings.load(**overrides)
-        module = CmdbServer(CmdbSettings(**({"kubeconfig_path": str(kubeconfig)} | (cmdb or {}))), settings.budget())
-        await module.start()
-        started.append(module)
-        fleet = build_server(module, settings)
-        fleet.state.started = True
-        return fleet
+        async def make(cmdb: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+            settings = CmdbSettings(**({"kubeconfig_path": str(kubeconfig)} | (cmdb or {})))
+            return await fleets.start(lambda budget: CmdbServer(settings, budget), **overrides)
 
-    yield make
-    for module in started:
-        await module.close()
+        yield make

@@ -24,7 +24,7 @@ import pytest
 from kmock._internal import dicts, enums, rendering
 
 from mcpfleet_cli.devcluster.cluster import free_port
-from mcpfleet_servers.base.app import FleetServer, build_server
+from mcpfleet_servers.base.app import FleetServer
 from mcpfleet_servers.base.paging import Budget
 from mcpfleet_servers.base.run import configure_logging
 from mcpfleet_servers.base.settings import ServerSettings
@@ -32,6 +32,7 @@ from mcpfleet_servers.k8s_ops.client import labels_match
 from mcpfleet_servers.k8s_ops.server import K8sOpsServer
 from mcpfleet_servers.k8s_ops.settings import K8sOpsSettings
 from tests.emulator import APPLY_PATCH, ApiServerEmulator, declare_resources, serve_namespace_objects, store_object
+from tests.integration.fleets import started_fleets
 
 pytestmark = pytest.mark.integration
 
@@ -231,21 +232,14 @@ async def make_fleet(session_env: pytest.MonkeyPatch, kubeconfig: Path) -> Async
     Keywords are ServerSettings overrides (MCP_* environment variables still apply beneath them);
     ``k8s`` holds K8sOpsSettings values on top of the emulator's kubeconfig, namespace team-a and exec.
     """
-    started: list[K8sOpsServer] = []
+    async with started_fleets() as fleets:
 
-    async def make(k8s: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
-        settings = ServerSettings.load(**overrides)
-        values: dict[str, Any] = {"kubeconfig_path": str(kubeconfig), "namespace": "team-a", "exec_enabled": True}
-        module = K8sOpsServer(K8sOpsSettings(**(values | (k8s or {}))), settings.budget())
-        await module.start()
-        started.append(module)
-        fleet = build_server(module, settings)
-        fleet.state.started = True
-        return fleet
+        async def make(k8s: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+            values: dict[str, Any] = {"kubeconfig_path": str(kubeconfig), "namespace": "team-a", "exec_enabled": True}
+            settings = K8sOpsSettings(**(values | (k8s or {})))
+            return await fleets.start(lambda budget: K8sOpsServer(settings, budget), **overrides)
 
-    yield make
-    for module in started:
-        await module.close()
+        yield make
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import CallToolResult, TextContent
 
-from mcpfleet_servers.base.app import FleetServer, build_server
-from mcpfleet_servers.base.settings import ServerSettings
+from mcpfleet_servers.base.app import FleetServer
 from mcpfleet_servers.monitoring.server import MonitoringServer
 from mcpfleet_servers.monitoring.settings import MonitoringSettings
 from tests.emulator import ApiServerEmulator, store_object
 from tests.integration.conftest import eventually
+from tests.integration.fleets import started_fleets
 from tests.prometheus_stack import SERIES_COUNT, PrometheusStack, running_prometheus_stack
 
 MakeFleet = Callable[..., Awaitable[FleetServer]]
@@ -44,21 +44,17 @@ async def make_fleet(session_env: pytest.MonkeyPatch, stack: PrometheusStack) ->
 
     ``mon`` holds MonitoringSettings values on top of the stack's URLs; other keywords are ServerSettings.
     """
-    started: list[MonitoringServer] = []
+    async with started_fleets() as fleets:
 
-    async def make(mon: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
-        settings = ServerSettings.load(**overrides)
-        values: dict[str, Any] = {"prometheus_url": stack.prometheus_url, "alertmanager_url": stack.alertmanager_url}
-        module = MonitoringServer(MonitoringSettings(**(values | (mon or {}))), settings.budget())
-        await module.start()
-        started.append(module)
-        fleet = build_server(module, settings)
-        fleet.state.started = True
-        return fleet
+        async def make(mon: dict[str, Any] | None = None, **overrides: Any) -> FleetServer:
+            values: dict[str, Any] = {
+                "prometheus_url": stack.prometheus_url,
+                "alertmanager_url": stack.alertmanager_url,
+            }
+            settings = MonitoringSettings(**(values | (mon or {})))
+            return await fleets.start(lambda budget: MonitoringServer(settings, budget), **overrides)
 
-    yield make
-    for module in started:
-        await module.close()
+        yield make
 
 
 @pytest.fixture
