@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx2
 import jwt
+import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -125,6 +127,19 @@ async def mcp_client(
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode, **options) as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def listening_client(runner: GatewayRunner, bearer: str) -> AsyncIterator[tuple[Client, asyncio.Event]]:
+    """A handshake-era session on the gateway, and an event set when it is told tools/list_changed."""
+    changed = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with mcp_client(f"{base_url(runner)}/mcp", bearer, mode="legacy", message_handler=on_message) as client:
+        yield client, changed
 
 
 class GatewayProcess:

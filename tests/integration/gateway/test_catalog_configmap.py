@@ -16,13 +16,21 @@ import httpx2
 import kmock
 import mcp_types as types
 import pytest
+from mcp import Client
 
 from mcpfleet_contracts.catalog import Catalog, CatalogServer, CatalogTool
 from mcpfleet_contracts.mcpserver import Risk, Transport
 from mcpfleet_gateway.run import GatewayRunner
 from tests.emulator import ApiServerEmulator
 from tests.integration.conftest import eventually
-from tests.integration.gateway.harness import base_url, config_document, gateway_at, mcp_client, token, write_config
+from tests.integration.gateway.harness import (
+    base_url,
+    config_document,
+    gateway_at,
+    listening_client,
+    token,
+    write_config,
+)
 from tests.integration.gateway.upstreams.conftest import AppProcess, TcpProxy, running_apps
 from tests.integration.gateway.upstreams.upstream_app import TOOLS
 
@@ -187,17 +195,8 @@ async def echo(client: Any, text: str) -> str:
     return str(result.content[0].text)
 
 
-@contextlib.asynccontextmanager
-async def session(runner: GatewayRunner) -> AsyncIterator[tuple[Any, asyncio.Event]]:
-    """A session client that records tools/list_changed."""
-    changed = asyncio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            changed.set()
-
-    async with mcp_client(f"{base_url(runner)}/mcp", VIEWER, mode="legacy", message_handler=on_message) as client:
-        yield client, changed
+def session(runner: GatewayRunner) -> contextlib.AbstractAsyncContextManager[tuple[Client, asyncio.Event]]:
+    return listening_client(runner, VIEWER)
 
 
 async def test_the_catalog_configmap_is_followed_through_the_api(
@@ -293,6 +292,7 @@ async def test_a_catalog_update_does_not_drop_calls_in_flight(
         await names_become(runner, {"cat:echo"})
         answer = await running
         assert not answer.is_error, answer.content
+        assert isinstance(answer.content[0], types.TextContent)
         assert answer.content[0].text == "slept 1.5"
 
 

@@ -6,19 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import consul.aio
 import httpx2
-import mcp_types as types
 import pytest
+from mcp import Client
 
 from mcpfleet_gateway.run import GatewayRunner
 from tests.consul_agent import ConsulAgent
 from tests.integration.conftest import eventually
-from tests.integration.gateway.harness import base_url, config_document, gateway_at, mcp_client, token, write_config
+from tests.integration.gateway.harness import (
+    base_url,
+    config_document,
+    gateway_at,
+    listening_client,
+    token,
+    write_config,
+)
 from tests.integration.gateway.upstreams.conftest import AppProcess, running_apps
 from tests.integration.gateway.upstreams.upstream_app import TOOLS
 
@@ -125,16 +132,8 @@ async def pid_of(client: Any, tool: str) -> int:
     return int(result.content[0].text)
 
 
-@contextlib.asynccontextmanager
-async def session(runner: GatewayRunner) -> AsyncIterator[tuple[Any, asyncio.Event]]:
-    changed = asyncio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            changed.set()
-
-    async with mcp_client(f"{base_url(runner)}/mcp", ADMIN, mode="legacy", message_handler=on_message) as client:
-        yield client, changed
+def session(runner: GatewayRunner) -> contextlib.AbstractAsyncContextManager[tuple[Client, asyncio.Event]]:
+    return listening_client(runner, ADMIN)
 
 
 async def test_passing_instances_are_served_and_followed(

@@ -21,6 +21,7 @@ from tests.integration.gateway.harness import (
     config_document,
     gateway_at,
     headers,
+    listening_client,
     mcp_client,
     token,
     write_config,
@@ -103,30 +104,22 @@ async def test_invalid_config_is_refused_and_the_file_is_untouched(config: Path)
 
 
 async def test_set_reloads_hot_and_tells_connected_clients(config: Path, tmp_path: Path) -> None:
-    changed = asyncio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            changed.set()
-
-    async with gateway_at(config) as runner:
-        url = f"{base_url(runner)}/mcp"
-        async with mcp_client(url, ADMIN, mode="legacy", message_handler=on_message) as admin:
-            before = {t.name for t in (await admin.list_tools()).tools}
-            assert "fleet:list_pods" in before
-            document = json.loads(await asyncio.to_thread(config.read_text))
-            document["upstreams"]["inventory"] = document["upstreams"].pop("fleet")
-            result = await admin.call_tool("gateway:set-mcp-config", {"config-content": json.dumps(document)})
-            assert not result.is_error, result.content
-            written = _payload(result)
-            assert written["reloaded"] is True
-            assert written["backup"]
-            await asyncio.wait_for(changed.wait(), timeout=10)
-            after = {t.name for t in (await admin.list_tools(cache_mode="refresh")).tools}
-            assert "inventory:list_pods" in after
-            assert "fleet:list_pods" not in after
-            called = await admin.call_tool("inventory:list_pods", {"namespace": "dev"})
-            assert not called.is_error
+    async with gateway_at(config) as runner, listening_client(runner, ADMIN) as (admin, changed):
+        before = {t.name for t in (await admin.list_tools()).tools}
+        assert "fleet:list_pods" in before
+        document = json.loads(await asyncio.to_thread(config.read_text))
+        document["upstreams"]["inventory"] = document["upstreams"].pop("fleet")
+        result = await admin.call_tool("gateway:set-mcp-config", {"config-content": json.dumps(document)})
+        assert not result.is_error, result.content
+        written = _payload(result)
+        assert written["reloaded"] is True
+        assert written["backup"]
+        await asyncio.wait_for(changed.wait(), timeout=10)
+        after = {t.name for t in (await admin.list_tools(cache_mode="refresh")).tools}
+        assert "inventory:list_pods" in after
+        assert "fleet:list_pods" not in after
+        called = await admin.call_tool("inventory:list_pods", {"namespace": "dev"})
+        assert not called.is_error
 
 
 def test_fifty_concurrent_writers_never_leave_a_partial_file(config: Path, tmp_path: Path) -> None:
