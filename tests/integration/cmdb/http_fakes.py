@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mcpfleet_servers.base.app import FleetServer, build_server
-from mcpfleet_servers.base.settings import ServerSettings
+from mcpfleet_servers.base.app import FleetServer
 from mcpfleet_servers.cmdb.server import CmdbServer
 from mcpfleet_servers.cmdb.settings import CmdbSettings
+from tests.integration.fleets import started_fleets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,19 +89,10 @@ async def fleets(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeFleet]:
     for name in list(os.environ):
         if name.upper().startswith(("MCP_", "CMDB_", "POD_")):
             monkeypatch.delenv(name)
-    started: list[CmdbServer] = []
+    async with started_fleets() as started:
 
-    async def make(cmdb: dict[str, Any], **overrides: Any) -> FleetServer:
-        settings = ServerSettings.load(**overrides)
-        module = CmdbServer(CmdbSettings(**cmdb), settings.budget())
-        await module.start()
-        started.append(module)
-        fleet = build_server(module, settings)
-        fleet.state.started = True
-        return fleet
+        async def make(cmdb: dict[str, Any], **overrides: Any) -> FleetServer:
+            settings = CmdbSettings(**cmdb)
+            return await started.start(lambda budget: CmdbServer(settings, budget), **overrides)
 
-    try:
         yield make
-    finally:
-        for module in started:
-            await module.close()
