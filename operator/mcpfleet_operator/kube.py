@@ -162,14 +162,18 @@ class KubeClient:
             query=[("fieldManager", self.field_manager)],
         )
 
-    async def apply(self, kind: ResourceKind, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply as the operator's field manager, taking over fields a person edited."""
+    async def apply(self, kind: ResourceKind, manifest: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager (creating the object when it is missing).
+
+        ``force`` takes over fields a person edited; without it such a field is a 409 Conflict.
+        """
         meta = manifest["metadata"]
+        query = [("fieldManager", self.field_manager)] + ([("force", "true")] if force else [])
         return await self._call(
             "PATCH",
             object_path(kind, meta.get("namespace"), meta["name"]),
             body=manifest,
-            query=[("fieldManager", self.field_manager), ("force", "true")],
+            query=query,
             content_type=APPLY,
         )
 

@@ -61,7 +61,10 @@ async def ensure_child(
         return ChildOutcome(live)
     if live is None:
         try:
-            return ChildOutcome(await client.create(kind, desired), "create")
+            # Created by server-side apply, not POST: fields a POST writes belong to an "Update" operation, which
+            # a later apply cannot remove, so an item dropped from a list (a changed container port) would stay.
+            # Without force, fields someone else set meanwhile are a conflict, as a POST's AlreadyExists was.
+            return ChildOutcome(await client.apply(kind, desired, force=False), "create")
         except KubeError as exc:
             if exc.status != 409:
                 raise

@@ -221,6 +221,27 @@ def test_a_spec_change_rolls_out(cluster: Cluster, namespace: str, operator: Ope
     eventually(rolled_out, within=60, what="the new image and replica count rolled out")
 
 
+def test_a_port_change_replaces_the_port_in_every_child(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # Server-side apply keeps list items it does not own: a child the operator had created with a POST kept its
+    # old container port beside the new one, and the API server refused the Deployment (duplicate port name).
+    cluster.apply(SAMPLES["mcpserver"], "-n", namespace)
+    eventually(lambda: all_reconciled(cluster, namespace), within=60)
+    cluster.ok("patch", "mcps", "k8s-ops", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"port": 9123}}))
+
+    def moved() -> bool:
+        container = cluster.get("deployment", "k8s-ops", "-n", namespace)["spec"]["template"]["spec"]["containers"][0]
+        assert [port["containerPort"] for port in container["ports"]] == [9123], container["ports"]
+        service = cluster.get("service", "k8s-ops", "-n", namespace)
+        assert [port["port"] for port in service["spec"]["ports"]] == [9123], service["spec"]["ports"]
+        server = mcpservers(cluster, namespace)["k8s-ops"]
+        assert server["status"]["observedGeneration"] == server["metadata"]["generation"] == 2
+        return True
+
+    eventually(moved, within=60, what="the new port in the Deployment and the Service")
+
+
 def test_deletion_garbage_collects_every_child(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     cluster.apply(SAMPLES["mcpserver"], "-n", namespace)
     eventually(lambda: all_reconciled(cluster, namespace), within=60)
